@@ -1,0 +1,49 @@
+"""catdog_fastai: fast.ai lesson 1 (cats vs dogs, 37 breeds) as dependable software.
+
+Serving needs only torch and timm (`load_predictor`); training names (`get_dls`, `get_learner`, `train`) import
+fastai on first use, so `from catdog_fastai import load_predictor` stays quick.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .config import TrainConfig
+from .export import ExportError
+from .images import ImageError, open_image
+from .labels import breed, cat_or_dog, is_cat
+from .predict import Predictor, UnsafeModelError, load_predictor
+
+__version__ = "0.1.0"
+
+_LAZY = {  # name -> module: these import fastai
+    "get_dls": "data",
+    "PetImage": "data",
+    "DataError": "data",
+    "get_learner": "train",
+    "train": "train",
+    "report": "evaluate",
+    "evaluate_folder": "evaluate",
+}
+
+__all__ = [
+    "TrainConfig",
+    "ExportError",
+    "ImageError",
+    "open_image",
+    "breed",
+    "cat_or_dog",
+    "is_cat",
+    "Predictor",
+    "UnsafeModelError",
+    "load_predictor",
+    "__version__",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

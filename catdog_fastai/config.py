@@ -1,0 +1,149 @@
+"""The one training configuration, and the command line built from it.
+
+Every setting lives once, here, with its default and the reason for it; `catdog-train --help` is generated from
+these fields, and the final config is saved next to the export (`model.json`) so a model can be rebuilt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+OPTIMIZERS = ("adam", "sgd", "radam", "ranger", "lamb", "rmsprop", "qhadam")
+
+
+def _f(default: Any, help: str, group: str, **kw: Any) -> Any:
+    return field(default=default, metadata=dict(help=help, group=group, **kw))
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: str | None = _f(
+        None,
+        "Pets-shaped folder (images/ [+ annotations/]) or a folder of Breed_N.jpg files; "
+        "default: download Oxford-IIIT Pets with untar_data(URLs.PETS)",
+        "data",
+    )
+    task: str = _f(
+        "catdog",
+        "catdog (is_cat: Capitalised file names are cats) or breeds (37 classes)",
+        "data",
+        choices=("catdog", "breeds"),
+    )
+    split: str = _f(
+        "random",
+        "random (--valid-pct, --seed), stratified (same, per class) or official (annotations/trainval.txt + test.txt)",
+        "data",
+        choices=("random", "stratified", "official"),
+    )
+    valid_pct: float = _f(0.2, "validation fraction for random/stratified splits", "data")
+    size: int = _f(
+        224,
+        "final training/inference image size (px); 224 is what ImageNet backbones were trained at",
+        "data",
+    )
+    presize: int = _f(
+        320,
+        "item-level crop size before batch augmentation (presizing: big first, so the batch "
+        "warp/zoom has real pixels to work with instead of padding)",
+        "data",
+    )
+    min_scale: float = _f(0.75, "smallest random crop, as a fraction of the short side, in the item transform", "data")
+    bs: int = _f(32, "batch size", "data")
+    workers: int = _f(-1, "DataLoader worker processes; -1 = number of CPU cores (capped at 8)", "data")
+    # model
+    arch: str = _f(
+        "tf_efficientnet_lite0",
+        "any timm model name; the default is the best accuracy per CPU "
+        "millisecond of the measured candidates (see README)",
+        "model",
+    )
+    pretrained: bool = _f(True, "start from ImageNet weights (timm Hub, or --weights FILE offline)", "model")
+    weights: str | None = _f(None, "local .safetensors/.pth with timm key names, for offline/air-gapped use", "model")
+    # training
+    epochs: int = _f(4, "unfrozen epochs (fine_tune's epochs)", "train")
+    freeze_epochs: int = _f(1, "epochs training only the new head before unfreezing", "train")
+    lr: str = _f("2e-3", "base learning rate, or 'auto' to run lr_find and use its suggestion", "train")
+    opt: str = _f("adam", "optimizer from the SGD family", "train", choices=OPTIMIZERS)
+    wd: float = _f(0.01, "weight decay (decoupled for adam-style optimizers)", "train")
+    label_smoothing: float = _f(0.0, "label smoothing for the cross-entropy loss; 0 disables", "train")
+    seed: int = _f(42, "random seed for the split, the initial head weights and augmentation", "train")
+    precision: str = _f(
+        "auto",
+        "auto (bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU), fp32, bf16, fp16",
+        "train",
+        choices=("auto", "fp32", "bf16", "fp16"),
+    )
+    channels_last: bool = _f(True, "channels_last memory format on GPU (faster convolutions on tensor cores)", "train")
+    # output
+    out: str = _f("models", "output folder: model.safetensors + model.json, model.pkl, report, history.csv", "output")
+    resume: bool = _f(False, "continue an interrupted run from OUT/checkpoint.pth", "output")
+    pkl: bool = _f(True, "also write model.pkl (fastai learn.export) beside the pickle-free export", "output")
+
+    def lr_value(self) -> float | None:
+        "The numeric learning rate, or None for 'auto'."
+        if self.lr == "auto":
+            return None
+        return float(self.lr)
+
+    def validate(self) -> TrainConfig:
+        "Reject settings that would fail later (and slowly), with a message that names the flag."
+        problems = []
+        if self.lr != "auto":
+            try:
+                lr = float(self.lr)
+                if not (0 < lr < 10):
+                    problems.append(f"--lr must be between 0 and 10 (got {self.lr})")
+            except ValueError:
+                problems.append(f"--lr must be a number like 2e-3 or 'auto' (got {self.lr!r})")
+        if self.bs < 1:
+            problems.append(f"--bs must be at least 1 (got {self.bs})")
+        if self.size < 32:
+            problems.append(f"--size must be at least 32 px (got {self.size})")
+        if self.presize < self.size:
+            problems.append(f"--presize ({self.presize}) must be at least --size ({self.size})")
+        if not (0 < self.valid_pct < 1):
+            problems.append(f"--valid-pct must be between 0 and 1 (got {self.valid_pct})")
+        if not (0 < self.min_scale <= 1):
+            problems.append(f"--min-scale must be in (0, 1] (got {self.min_scale})")
+        if self.epochs < 0 or self.freeze_epochs < 0 or self.epochs + self.freeze_epochs == 0:
+            problems.append("--epochs and --freeze-epochs must be >= 0 and not both 0")
+        if not (0 <= self.label_smoothing < 1):
+            problems.append(f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def build_parser(cls: type = TrainConfig, **kw: Any) -> argparse.ArgumentParser:
+    "An argparse parser with one flag per dataclass field, grouped, defaults shown in `--help`."
+    p = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kw)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(cls):
+        md = f.metadata
+        g = groups.setdefault(md["group"], p.add_argument_group(md["group"]))
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=md["help"])
+            continue
+        typ = {"int": int, "float": float}.get(str(f.type), str)
+        g.add_argument(flag, type=typ, default=f.default, help=md["help"], choices=md.get("choices"))
+    return p
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    "Parse `argv` into a validated `TrainConfig`; bad values exit with argparse's usage message."
+    p = build_parser(description="Fine-tune a timm backbone on Oxford-IIIT Pets with fastai and export it.")
+    ns = p.parse_args(argv)
+    cfg = TrainConfig(**vars(ns))
+    try:
+        return cfg.validate()
+    except ValueError as e:
+        p.error(str(e))
+        raise  # unreachable: p.error exits

@@ -1,0 +1,51 @@
+"""Labelling functions: the file name is the label.
+
+Oxford-IIIT Pets names every photo `Breed_N.jpg`; cat breeds are Capitalised (`Bengal_12.jpg`), dog breeds are
+lowercase (`beagle_3.jpg`). These live at module level in the package, never in `__main__` or a notebook,
+because `learn.export()` pickles a labelling function by *name*: a function defined in a script makes the export
+unloadable anywhere else (fastbook#472, "Can't get attribute 'is_cat' on <module '__main__'>").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+_PETS_NAME = re.compile(r"^(?P<breed>[A-Za-z][A-Za-z_]*?)_(?P<n>\d+)$")
+TASKS = ("catdog", "breeds")
+
+
+def _stem(path: str | os.PathLike) -> str:
+    return Path(path).stem
+
+
+def breed(path: str | os.PathLike) -> str:
+    "Breed from a Pets file name: `great_pyrenees_12.jpg` -> `great_pyrenees`."
+    m = _PETS_NAME.match(_stem(path))
+    if m is None:
+        raise ValueError(f"'{Path(path).name}' is not named like an Oxford-IIIT Pets photo (Breed_N.jpg)")
+    return m["breed"]
+
+
+def is_cat(path: str | os.PathLike) -> bool:
+    "True for cat breeds: the dataset capitalises their names (the fast.ai lesson-1 rule)."
+    return breed(path)[0].isupper()
+
+
+def cat_or_dog(path: str | os.PathLike) -> str:
+    "'cat' or 'dog': `is_cat` as a readable label, so the model's vocab is self-explanatory."
+    return "cat" if is_cat(path) else "dog"
+
+
+def is_pets_name(path: str | os.PathLike) -> bool:
+    "Whether a file is named `Breed_N.ext`, i.e. whether it can be labelled at all."
+    return _PETS_NAME.match(_stem(path)) is not None
+
+
+def label_func(task: str):
+    "The labelling function for a task name (`catdog` or `breeds`)."
+    funcs = {"catdog": cat_or_dog, "breeds": breed}
+    if task not in funcs:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    return funcs[task]

@@ -1,0 +1,146 @@
+"""The network: a timm backbone (the body) plus fastai's classifier head, written in plain PyTorch.
+
+The layout is exactly what fastai's `vision_learner` builds for a timm model (`TimmBody` + `create_head`), so
+fastai's freezing, discriminative learning rates and `fine_tune` work unchanged. It is spelled out here, without
+importing fastai, so the pickle-free export (`model.safetensors`) can be loaded for serving with only torch and
+timm: the app and `load_predictor` start faster and never need pickle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import functools
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+
+class ModelError(ValueError):
+    """An architecture or weights file that cannot be used; the message says what to do instead."""
+
+
+class Body(nn.Module):
+    "A timm model without its classifier, returning the feature map (CNNs) or pooled features (ViT-style)."
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.needs_pool = model.pretrained_cfg.get("pool_size") is not None  # same test as fastai's TimmBody
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x) if self.needs_pool else self.model(x)
+
+
+class AdaptiveConcatPool2d(nn.Module):
+    "Concatenate average and max pooling: twice the features, and the head learns how to mix them (fastai)."
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([nn.functional.adaptive_max_pool2d(x, 1), nn.functional.adaptive_avg_pool2d(x, 1)], 1)
+
+
+def _bn1d(n: int) -> nn.BatchNorm1d:
+    bn = nn.BatchNorm1d(n)
+    nn.init.ones_(bn.weight)
+    nn.init.constant_(bn.bias, 1e-3)  # fastai's BatchNorm init
+    return bn
+
+
+def create_head(nf: int, n_out: int, pool: bool = True, hidden: int = 512, ps: float = 0.5) -> nn.Sequential:
+    "fastai's default head: [concat-pool, flatten], BN-dropout-linear-ReLU, BN-dropout-linear."
+    layers: list[nn.Module] = [AdaptiveConcatPool2d(), nn.Flatten()] if pool else []
+    nf = nf * 2 if pool else nf
+    layers += [_bn1d(nf), nn.Dropout(ps / 2), nn.Linear(nf, hidden, bias=False), nn.ReLU(inplace=True)]
+    layers += [_bn1d(hidden), nn.Dropout(ps), nn.Linear(hidden, n_out, bias=False)]
+    for m in layers:
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_normal_(m.weight)
+    return nn.Sequential(*layers)
+
+
+@functools.lru_cache(maxsize=1)
+def _all_timm_names() -> tuple[str, ...]:
+    return tuple(timm.list_models())
+
+
+def check_arch(arch: str) -> str:
+    "Return `arch` if timm knows it, else raise `ModelError` suggesting close names."
+    if timm.is_model(arch):
+        return arch
+    close = difflib.get_close_matches(arch, _all_timm_names(), n=5, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(close)}?" if close else " See timm.list_models() for the names."
+    raise ModelError(f"timm has no model called {arch!r}.{hint}")
+
+
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    "One quick TCP connect, so offline users wait seconds, not the Hub client's minute of retries."
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool) -> Iterator[None]:
+    "Make huggingface_hub use only its local cache (no retries) while `offline`."
+    import huggingface_hub.constants as hf
+
+    old = hf.HF_HUB_OFFLINE
+    hf.HF_HUB_OFFLINE = old or offline
+    try:
+        yield
+    finally:
+        hf.HF_HUB_OFFLINE = old
+
+
+def _create_timm(arch: str, pretrained: bool, weights: str | None) -> nn.Module:
+    kw: dict = dict(num_classes=0)
+    if weights is not None:
+        p = Path(weights)
+        if not p.is_file():
+            raise ModelError(f"--weights file not found: {p}")
+        kw["pretrained_cfg_overlay"] = dict(file=str(p.resolve()))
+        pretrained = True
+    offline = pretrained and weights is None and not hub_reachable()
+    try:
+        with _hub_offline(offline):
+            return timm.create_model(arch, pretrained=pretrained, **kw)
+    except RuntimeError as e:
+        if weights is not None:
+            raise ModelError(
+                f"{weights} does not fit {arch}: {str(e).splitlines()[0]}. The file must hold timm key names for "
+                "this exact architecture."
+            ) from None
+        raise
+    except OSError as e:  # HF Hub unreachable: LocalEntryNotFoundError / ConnectionError are OSErrors
+        if weights is None and pretrained:
+            raise ModelError(
+                f"could not download pretrained weights for {arch} from the Hugging Face Hub ({type(e).__name__}). "
+                "Offline? Pass --weights FILE (a local .safetensors with timm key names) or --no-pretrained."
+            ) from None
+        raise
+
+
+def build_model(arch: str, n_out: int, pretrained: bool = False, weights: str | None = None) -> nn.Sequential:
+    """`nn.Sequential(Body, head)` for any timm `arch` with `n_out` classes.
+
+    `weights` loads a local timm checkpoint (offline use); `pretrained` without it downloads from the Hub.
+    """
+    body = Body(_create_timm(check_arch(arch), pretrained, weights))
+    return nn.Sequential(body, create_head(body.model.num_features, n_out, pool=body.needs_pool))
+
+
+def norm_stats(model: nn.Sequential) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    "The (mean, std) the backbone was pretrained with; inputs must be normalised the same way."
+    cfg = model[0].model.pretrained_cfg
+    return tuple(cfg["mean"]), tuple(cfg["std"])
+
+
+def splitter(model: nn.Sequential) -> list[list[nn.Parameter]]:
+    "Parameter groups for discriminative learning rates: backbone, then head (fastai's `default_split`)."
+    return [list(model[0].parameters()), list(model[1].parameters())]

@@ -1,0 +1,364 @@
+"""`catdog-train`: find the data, build the learner, fine-tune one-cycle, report, export. Reads top to bottom.
+
+    catdog-train --data ../shared/data/pets-dev/images --task breeds \\
+        --arch tf_efficientnet_lite0 --weights ../shared/weights/tf_efficientnet_lite0.in1k.safetensors
+
+The schedule is fastai's `fine_tune` (head only with `pct_start=0.99`, then everything with discriminative rates),
+run phase by phase so that every epoch can be checkpointed and an interrupted run resumed mid-schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fastai.callback.channelslast  # noqa: F401 - patches Learner.to_channelslast
+import fastai.callback.fp16  # noqa: F401 - patches Learner.to_fp16 / to_bf16
+import fastai.callback.schedule  # noqa: F401 - patches Learner.fit_one_cycle / lr_find
+import numpy as np
+import torch
+from fastai.callback.core import Callback
+from fastai.callback.progress import ProgressCallback
+from fastai.data.core import DataLoaders
+from fastai.data.transforms import Normalize
+from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat
+from fastai.metrics import accuracy, error_rate
+from fastai.optimizer import SGD, Adam, Lamb, QHAdam, RAdam, RMSProp, ranger
+from fastai.torch_core import set_seed
+
+from .config import TrainConfig, parse_config
+from .data import DataError, get_dls
+from .export import PKL, ExportError, atomic_write, save_safe, write_json
+from .model import ModelError, build_model, norm_stats, splitter
+
+log = logging.getLogger("catdog_fastai")
+CHECKPOINT, BEST, HISTORY = "checkpoint.pth", "best.pth", "history.csv"
+OPT_FUNCS = {
+    "adam": Adam,
+    "sgd": SGD,
+    "radam": RAdam,
+    "ranger": ranger,
+    "lamb": Lamb,
+    "rmsprop": RMSProp,
+    "qhadam": QHAdam,
+}
+
+
+@dataclass
+class Phase:
+    "One `fit_one_cycle` of the fine-tuning schedule."
+
+    name: str  # 'frozen' (head only) or 'unfrozen' (all layers)
+    epochs: int
+    lr: slice  # lr_max, as a slice for discriminative rates (body, head)
+    kw: dict  # extra fit_one_cycle arguments (pct_start, div)
+
+
+def schedule(cfg: TrainConfig, lr: float) -> list[Phase]:
+    "fastai's `fine_tune(epochs, lr, freeze_epochs)`, as data (lr_mult=100, pct_start=0.3, div=5 when unfrozen)."
+    phases = [
+        Phase("frozen", cfg.freeze_epochs, slice(lr), dict(pct_start=0.99)),
+        Phase("unfrozen", cfg.epochs, slice(lr / 2 / 100, lr / 2), dict(pct_start=0.3, div=5.0)),
+    ]
+    return [p for p in phases if p.epochs > 0]
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def get_learner(dls: DataLoaders, cfg: TrainConfig) -> Learner:
+    """A fastai `Learner` over `model.build_model`, normalising inputs with the backbone's own statistics.
+
+    Normalisation is added whether or not the weights are pretrained (fastai adds it only when pretrained), so
+    training and the pickle-free predictor always agree on the input scale.
+    """
+    model = build_model(cfg.arch, len(dls.vocab), pretrained=cfg.pretrained, weights=cfg.weights)
+    if not any(isinstance(t, Normalize) for t in dls.after_batch.fs):
+        dls.add_tfms([Normalize.from_stats(*norm_stats(model))], "after_batch")
+    learn = Learner(
+        dls,
+        model,
+        loss_func=CrossEntropyLossFlat(label_smoothing=cfg.label_smoothing),
+        opt_func=OPT_FUNCS[cfg.opt],
+        splitter=splitter,
+        metrics=[accuracy, error_rate],
+        wd=cfg.wd,
+        path=Path(cfg.out),
+        model_dir=".",
+    )
+    if dls.device is not None and dls.device.type == "cuda":
+        prec = cfg.precision
+        if prec == "auto":
+            prec = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if prec == "bf16":
+            learn.to_bf16()
+        elif prec == "fp16":
+            learn.to_fp16()
+        if cfg.channels_last:
+            learn.to_channelslast()
+    if cfg.pretrained or cfg.weights:
+        learn.freeze()
+    return learn
+
+
+def export_meta(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any]) -> dict[str, Any]:
+    "What `model.json` says about a model: enough to rebuild it, preprocess for it and judge it."
+    mean, std = norm_stats(learn.model)
+    return dict(
+        arch=cfg.arch,
+        task=cfg.task,
+        vocab=[str(v) for v in learn.dls.vocab],
+        size=cfg.size,
+        mean=list(mean),
+        std=list(std),
+        metrics=metrics,
+        config=cfg.to_dict(),
+    )
+
+
+def export(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any]) -> Path:
+    "Write the pickle-free pair and (unless --no-pkl) `model.pkl`, each atomically."
+    out = Path(cfg.out)
+    meta = export_meta(learn, cfg, metrics)
+    learn.model.float()
+    save_safe(learn.model, meta, out)
+    if cfg.pkl:
+        learn.catdog_meta = meta  # travels inside model.pkl, so load_predictor(trusted=True) needs nothing else
+        atomic_write(out / PKL, lambda p: learn.export(p))
+    return out
+
+
+class Checkpointer(Callback):
+    """After every trained epoch: one log line, `history.csv`, `checkpoint.pth` (resume) and `best.pth`.
+
+    All writes are atomic, so Ctrl-C or SIGTERM at any moment leaves the last completed epoch resumable.
+    """
+
+    order = 90  # after Recorder (50) has the epoch's metrics
+
+    def __init__(self, cfg: TrainConfig, phase_idx: int, state: dict, quiet_bar: bool):
+        self.cfg, self.phase_idx, self.state, self.print_lines = cfg, phase_idx, state, quiet_bar
+        self.out = Path(cfg.out)
+
+    def before_train(self) -> None:
+        self.trained, self.t0, self.n_seen = True, time.perf_counter(), 0
+
+    def after_batch(self) -> None:
+        if self.training:
+            self.n_seen += len(self.yb[0])
+
+    def after_epoch(self) -> None:
+        if not getattr(self, "trained", False):  # epoch skipped by SkipToEpoch on resume
+            return
+        self.trained = False
+        names, vals = self.recorder.metric_names[1:-1], self.recorder.values[-1]
+        row = dict(
+            phase=self.state["phases"][self.phase_idx],
+            epoch=self.epoch,
+            global_epoch=self.state["done"],
+            **{n: float(v) for n, v in zip(names, vals)},
+            seconds=round(time.perf_counter() - self.t0, 2),
+        )
+        row["train_img_per_s"] = round(self.n_seen / max(row["seconds"], 1e-9), 1)
+        self.state["history"].append(row)
+        self.state["done"] += 1
+        score = row.get("accuracy", -row.get("valid_loss", 0.0))
+        if self.state["best"] is None or score >= self.state["best"]["score"]:
+            self.state["best"] = dict(score=score, global_epoch=row["global_epoch"])
+            atomic_write(self.out / BEST, lambda p: torch.save(self.learn.model.state_dict(), p))
+        self._write_history()
+        ckpt = dict(
+            model=self.learn.model.state_dict(),
+            opt=self.learn.opt.state_dict(),
+            phase=self.phase_idx,
+            epoch=self.epoch,
+            n_epoch=self.n_epoch,
+            state=self.state,
+            config=self.cfg.to_dict(),
+            rng=_rng_state(self.dls),
+        )
+        atomic_write(self.out / CHECKPOINT, lambda p: torch.save(ckpt, p))
+        if self.print_lines:
+            metrics = "  ".join(f"{k} {row[k]:.4f}" for k in names)
+            log.info(
+                "epoch %d/%d (%s %d/%d)  %s  %.1fs  %.1f img/s",
+                row["global_epoch"] + 1,
+                self.state["total"],
+                row["phase"],
+                self.epoch + 1,
+                self.n_epoch,
+                metrics,
+                row["seconds"],
+                row["train_img_per_s"],
+            )
+
+    def _write_history(self) -> None:
+        rows = self.state["history"]
+        keys = list(rows[0])
+        text = ",".join(keys) + "\n" + "".join(",".join(str(r.get(k, "")) for k in keys) + "\n" for r in rows)
+        atomic_write(self.out / HISTORY, lambda p: p.write_text(text))
+
+
+def _rng_state(dls: DataLoaders) -> dict:
+    return dict(
+        python=random.getstate(),
+        numpy=np.random.get_state(),
+        torch=torch.get_rng_state(),
+        dl=dls.train.rng.getstate(),
+    )
+
+
+def _set_rng_state(s: dict, dls: DataLoaders) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    dls.train.rng.setstate(s["dl"])
+
+
+def find_lr(learn: Learner, out: Path) -> float:
+    "Run `lr_find`, save its plot to OUT/lr_find.png, and return the 'valley' suggestion."
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = learn.lr_find(show_plot=True)
+    atomic_write(out / "lr_find.png", lambda p: plt.gcf().savefig(p, format="png", dpi=100, bbox_inches="tight"))
+    plt.close("all")
+    log.info("lr_find suggests lr = %.2e (plot: %s)", res.valley, out / "lr_find.png")
+    return float(res.valley)
+
+
+def _load_checkpoint(out: Path) -> dict:
+    path = out / CHECKPOINT
+    if not path.is_file():
+        raise ExportError(f"--resume: no {CHECKPOINT} in {out}; nothing to resume (start without --resume)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ExportError(f"--resume: {path} cannot be read ({e}); start again without --resume") from None
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train and export as `cfg` says; returns the evaluation summary. The whole job behind `catdog-train`."""
+    out = Path(cfg.out)
+    ckpt = _load_checkpoint(out) if cfg.resume else None
+    if ckpt is not None:
+        saved = TrainConfig(**{**ckpt["config"], "resume": True})
+        changed = {k: v for k, v in cfg.to_dict().items() if k != "resume" and v != getattr(saved, k)}
+        if changed:
+            log.warning("--resume uses the interrupted run's settings; ignoring %s", changed)
+        cfg = saved
+    _check_writable(out)
+    set_seed(cfg.seed, reproducible=True)
+    dls = get_dls(cfg, device=_device())
+    learn = get_learner(dls, cfg)
+    quiet_bar = not sys.stdout.isatty()
+    if quiet_bar:  # logs and CI: one line per epoch from Checkpointer instead of bars and raw lists
+        learn.remove_cb(ProgressCallback)
+        learn.logger = lambda *_: None
+    lr = cfg.lr_value()
+    if ckpt is not None:
+        lr = ckpt["state"]["lr"]
+    elif lr is None:
+        lr = find_lr(learn, out)
+    phases = schedule(cfg, lr)
+    state = (
+        ckpt["state"]
+        if ckpt
+        else dict(
+            lr=lr,
+            phases=[p.name for p in phases],
+            history=[],
+            best=None,
+            done=0,
+            total=sum(p.epochs for p in phases),
+        )
+    )
+    start_phase, start_epoch = 0, 0
+    if ckpt is not None:
+        start_phase, start_epoch = ckpt["phase"], ckpt["epoch"] + 1
+        if start_epoch >= ckpt["n_epoch"]:
+            start_phase, start_epoch = start_phase + 1, 0
+        log.info(
+            "resuming at %s epoch %d of %d",
+            state["phases"][min(start_phase, len(phases) - 1)],
+            start_epoch + 1,
+            state["total"],
+        )
+    for i, ph in enumerate(phases):
+        if i < start_phase:
+            continue
+        learn.freeze() if ph.name == "frozen" else learn.unfreeze()
+        if ckpt is not None and i == start_phase:
+            learn.model.load_state_dict(ckpt["model"])
+            if start_epoch > 0:  # mid-phase: same optimizer moments and RNG as the interrupted run
+                learn.create_opt()
+                learn.opt.load_state_dict(ckpt["opt"])
+                _set_rng_state(ckpt["rng"], dls)
+        learn.fit_one_cycle(
+            ph.epochs,
+            ph.lr,
+            cbs=Checkpointer(cfg, i, state, quiet_bar),
+            start_epoch=start_epoch if i == start_phase else 0,
+            **ph.kw,
+        )
+    if state["best"] and state["best"]["global_epoch"] != state["done"] - 1 and (out / BEST).is_file():
+        log.info("loading the best epoch (%d) for export", state["best"]["global_epoch"] + 1)
+        learn.model.load_state_dict(torch.load(out / BEST, map_location="cpu"))
+    from .evaluate import report
+
+    summary = report(learn, out)
+    summary["history"] = state["history"]
+    export(learn, cfg, {k: v for k, v in summary.items() if k not in ("per_class", "history")})
+    write_json(out / "train_config.json", cfg.to_dict())
+    for f in (CHECKPOINT, BEST):
+        (out / f).unlink(missing_ok=True)
+    log.info("exported to %s (model.safetensors + model.json%s)", out, ", model.pkl" if cfg.pkl else "")
+    return summary
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ExportError(f"--out {out} is not writable ({e.strerror})") from None
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    "Console entry point: `catdog-train --help`."
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
+    cfg = parse_config(argv)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # `kill`, schedulers: same as Ctrl-C
+    try:
+        train(cfg)
+    except (DataError, ModelError, ExportError) as e:
+        print(f"catdog-train: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"\ncatdog-train: interrupted. The last completed epoch is saved in {Path(cfg.out) / CHECKPOINT}; "
+            f"continue with: catdog-train --out {cfg.out} --resume",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
