@@ -22,7 +22,7 @@ _LAZY = {  # name -> module: these import fastai
     "PetImage": "data",
     "DataError": "data",
     "get_learner": "train",
-    "train": "train",
+    "train_model": "train",
     "report": "evaluate",
     "evaluate_folder": "evaluate",
 }

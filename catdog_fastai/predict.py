@@ -150,11 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print("catdog-predict: no images found in " + " ".join(args.paths), file=sys.stderr)
         return 2
-    from fastprogress.fastprogress import progress_bar
+    from tqdm import tqdm  # already installed with timm (huggingface_hub); lighter than fastprogress
 
     rows, failed = [], 0
-    bar = progress_bar(files, display=sys.stderr.isatty(), leave=False)
-    for f in bar:
+    for f in tqdm(files, disable=not sys.stderr.isatty(), leave=False, unit="img"):
         try:
             top = pred.predict(f, top_k=args.top_k)
         except ImageError as e:

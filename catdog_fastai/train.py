@@ -247,8 +247,11 @@ def _load_checkpoint(out: Path) -> dict:
         raise ExportError(f"--resume: {path} cannot be read ({e}); start again without --resume") from None
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train and export as `cfg` says; returns the evaluation summary. The whole job behind `catdog-train`."""
+def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str, Any]:
+    """Train and export as `cfg` says; returns the evaluation summary. The whole job behind `catdog-train`.
+
+    `cbs` are extra fastai callbacks for every phase (loggers, early stopping, ...).
+    """
     out = Path(cfg.out)
     ckpt = _load_checkpoint(out) if cfg.resume else None
     if ckpt is not None:
@@ -307,7 +310,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         learn.fit_one_cycle(
             ph.epochs,
             ph.lr,
-            cbs=Checkpointer(cfg, i, state, quiet_bar),
+            cbs=[Checkpointer(cfg, i, state, quiet_bar), *(cbs or [])],
             start_epoch=start_epoch if i == start_phase else 0,
             **ph.kw,
         )
@@ -346,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(argv)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # `kill`, schedulers: same as Ctrl-C
     try:
-        train(cfg)
+        train_model(cfg)
     except (DataError, ModelError, ExportError) as e:
         print(f"catdog-train: error: {e}", file=sys.stderr)
         return 2

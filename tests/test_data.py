@@ -1,0 +1,148 @@
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import PETS, tiny_cfg
+
+from catdog_fastai.data import DataError, download_pets, find_images, get_dls, image_dir, split_indices
+from catdog_fastai.labels import breed, cat_or_dog, is_cat, label_func
+
+
+@pytest.mark.parametrize(
+    "name,b,cat",
+    [
+        ("Abyssinian_34.jpg", "Abyssinian", True),
+        ("great_pyrenees_12.jpg", "great_pyrenees", False),
+        ("British_Shorthair_7.jpg", "British_Shorthair", True),
+        ("/a/b/staffordshire_bull_terrier_100.jpg", "staffordshire_bull_terrier", False),
+    ],
+)
+def test_labels_from_file_names(name, b, cat):
+    assert breed(name) == b and is_cat(name) is cat and cat_or_dog(Path(name)) == ("cat" if cat else "dog")
+
+
+def test_fixture_has_all_37_breeds_and_both_species():
+    items, skipped = find_images(PETS)
+    assert not skipped
+    assert len({breed(p) for p in items}) == 37
+    assert {cat_or_dog(p) for p in items} == {"cat", "dog"}
+
+
+def test_bad_names_and_tasks_are_refused():
+    with pytest.raises(ValueError, match="Breed_N"):
+        breed("IMG_0001x.jpg.bak")
+    with pytest.raises(ValueError, match="unknown task"):
+        label_func("dogs")
+
+
+def test_quirky_and_broken_files_are_skipped_and_counted(pets_copy):
+    (pets_copy / "Abyssinian_999.jpg").write_text("not a jpeg")
+    (pets_copy / "beagle_999.jpg").write_bytes((PETS / "beagle_10.jpg").read_bytes()[:300])  # truncated
+    (pets_copy / "Abyssinian_101.mat").write_bytes(b"MATLAB 5.0")  # the real dataset has these among the images
+    (pets_copy / "notes.jpg").write_bytes((PETS / "beagle_10.jpg").read_bytes())  # not Breed_N
+    items, skipped = find_images(pets_copy)
+    assert len(items) == 113
+    assert set(skipped) == {"Abyssinian_999.jpg", "beagle_999.jpg", "notes.jpg"}
+    assert "Abyssinian_101.mat" not in skipped  # ignored, not an image
+
+
+def test_missing_empty_and_unnamed_folders(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        image_dir(tmp_path / "nope")
+    with pytest.raises(DataError, match="no image files"):
+        find_images(tmp_path)
+    shutil.copy(PETS / "beagle_10.jpg", tmp_path / "photo-0001.jpg")
+    with pytest.raises(DataError, match="Breed_N"):
+        find_images(tmp_path)
+    shutil.copy(PETS / "beagle_10.jpg", tmp_path / "IMG_0001.jpg")  # Breed_N-shaped, but one "breed" only
+    with pytest.raises(DataError, match="only one class"):
+        get_dls(tiny_cfg(tmp_path, data=str(tmp_path), task="breeds"))
+
+
+def test_pets_shaped_folder_uses_images_subfolder(tmp_path):
+    (tmp_path / "images").mkdir()
+    assert image_dir(tmp_path) == tmp_path / "images"
+    assert image_dir(PETS) == PETS
+
+
+def _labels(items):
+    return [breed(p) for p in items]
+
+
+def test_random_split_is_seeded_and_keeps_every_valid_class_in_train():
+    items, _ = find_images(PETS)
+    labels = _labels(items)
+    cfg = tiny_cfg(PETS, valid_pct=0.3, seed=1)
+    t1, v1 = split_indices(items, labels, cfg, PETS)
+    t2, v2 = split_indices(items, labels, cfg, PETS)
+    assert (t1, v1) == (t2, v2) and not set(t1) & set(v1) and len(t1) + len(v1) == len(items)
+    assert {labels[i] for i in v1} <= {labels[i] for i in t1}
+    t3, v3 = split_indices(items, labels, tiny_cfg(PETS, valid_pct=0.3, seed=2), PETS)
+    assert v3 != v1
+
+
+def test_stratified_split_puts_every_breed_in_validation():
+    items, _ = find_images(PETS)
+    labels = _labels(items)
+    _, valid = split_indices(items, labels, tiny_cfg(PETS, split="stratified", valid_pct=0.34), PETS)
+    assert {labels[i] for i in valid} == set(labels)
+
+
+def test_class_with_one_image_stays_in_training(pets_copy, caplog):
+    for p in pets_copy.glob("Birman_*"):
+        p.unlink()
+    shutil.copy(PETS / "Birman_15.jpg", pets_copy / "Birman_15.jpg")
+    items, _ = find_images(pets_copy)
+    labels = _labels(items)
+    train, valid = split_indices(items, labels, tiny_cfg(pets_copy, split="stratified", valid_pct=0.5), pets_copy)
+    birman = labels.index("Birman")
+    assert birman in train and birman not in valid
+    assert "single image" in caplog.text
+
+
+def _fake_pets_root(tmp_path, pets_copy, broken=False):
+    root = tmp_path / "pets"
+    root.mkdir()
+    shutil.move(str(pets_copy), root / "images")
+    ann = root / "annotations"
+    ann.mkdir()
+    stems = sorted(p.stem for p in (root / "images").glob("*.jpg"))
+    test = stems[::4]
+    (ann / "trainval.txt").write_text("".join(f"{s} 1 1 1\n" for s in stems if s not in test))
+    (ann / "test.txt").write_text(
+        "# comment\n" + "".join(f"{s} 1 1 1\n" for s in test) + ("garbage!\n" if broken else "")
+    )
+    return root, set(test)
+
+
+def test_official_split_reads_annotations(tmp_path, pets_copy):
+    root, test = _fake_pets_root(tmp_path, pets_copy)
+    items, _ = find_images(image_dir(root))
+    train, valid = split_indices(items, _labels(items), tiny_cfg(root, split="official"), root)
+    assert {items[i].stem for i in valid} == test
+    assert not {items[i].stem for i in train} & test
+
+
+def test_broken_annotations_say_where(tmp_path, pets_copy):
+    root, _ = _fake_pets_root(tmp_path, pets_copy, broken=True)
+    items, _ = find_images(image_dir(root))
+    with pytest.raises(DataError, match=r"test\.txt:\d+"):
+        split_indices(items, _labels(items), tiny_cfg(root, split="official"), root)
+    with pytest.raises(DataError, match="needs"):
+        split_indices(items, _labels(items), tiny_cfg(PETS, split="official"), PETS)
+
+
+def test_dls_batches_have_the_right_shape_and_vocab():
+    dls = get_dls(tiny_cfg(PETS, task="catdog"))
+    assert list(dls.vocab) == ["cat", "dog"]
+    xb, yb = dls.one_batch()
+    assert xb.shape == (16, 3, 64, 64) and yb.shape == (16,)
+    xv, _ = dls.valid.one_batch()
+    assert xv.shape[1:] == (3, 64, 64)
+
+
+def test_offline_download_fails_fast_with_the_fix(no_network, monkeypatch, tmp_path):
+    monkeypatch.setenv("FASTAI_HOME", str(tmp_path))  # no cached copy of Pets
+    with pytest.raises(DataError) as e:
+        download_pets()
+    assert "--data DIR" in str(e.value) and "could not download" in str(e.value)

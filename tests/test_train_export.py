@@ -1,0 +1,247 @@
+"""Training, the report and the export, on a tiny model trained once per session (`breeds_model`)."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import PETS, tiny_cfg
+
+from catdog_fastai import ExportError, load_predictor
+from catdog_fastai.export import META, WEIGHTS, atomic_write, load_safe, read_meta, save_safe
+from catdog_fastai.model import ModelError, build_model, check_arch
+
+
+def test_training_writes_report_history_and_both_exports(breeds_model):
+    for f in (
+        "model.safetensors",
+        "model.json",
+        "model.pkl",
+        "history.csv",
+        "report.json",
+        "confusion_matrix.png",
+        "top_losses.png",
+        "train_config.json",
+    ):
+        assert (breeds_model / f).stat().st_size > 0, f
+    assert not (breeds_model / "checkpoint.pth").exists()  # removed once the export is written
+    rows = list(csv.DictReader((breeds_model / "history.csv").open()))
+    assert [r["phase"] for r in rows] == ["frozen", "unfrozen"]
+    assert all(float(r["train_loss"]) > 0 and 0 <= float(r["accuracy"]) <= 1 for r in rows)
+    meta = read_meta(breeds_model)
+    assert meta["arch"] == "test_efficientnet" and meta["task"] == "breeds" and len(meta["vocab"]) == 37
+    assert meta["size"] == 64 and meta["config"]["epochs"] == 1 and "torch" in meta["versions"]
+    report = json.loads((breeds_model / "report.json").read_text())
+    assert report["n_classes"] == 37 and 0 <= report["valid_catdog_accuracy"] <= 1
+    assert meta["metrics"]["valid_accuracy"] == report["valid_accuracy"]
+
+
+def test_load_learner_in_a_fresh_process_that_imported_nothing_of_ours(breeds_model):
+    code = (
+        "import sys, warnings; warnings.simplefilter('ignore')\n"
+        "from fastai.learner import load_learner\n"
+        "assert not any(m.startswith('catdog_fastai') for m in sys.modules)\n"
+        f"learn = load_learner({str(breeds_model / 'model.pkl')!r})\n"
+        f"from pathlib import Path\n"
+        f"label, idx, probs = learn.predict(Path({str(PETS / 'Bengal_1.jpg')!r}))\n"
+        "print(len(learn.dls.vocab), round(float(probs.sum()), 4), label in learn.dls.vocab)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["37", "1.0", "True"]
+
+
+def test_safe_predictor_matches_fastai_predict(breeds_model):
+    from fastai.learner import load_learner
+
+    learn = load_learner(breeds_model / "model.pkl")
+    pred = load_predictor(breeds_model)
+    assert pred.vocab == list(learn.dls.vocab)
+    for f in sorted(PETS.glob("*.jpg"))[::10]:  # includes the GIF and the RGBA PNG named .jpg
+        with learn.no_bar():
+            _, _, probs = learn.predict(f)
+        ours = pred.probs(pred.preprocess(f)[None])[0]
+        assert torch.allclose(probs, ours, atol=1e-4), f.name
+
+
+def test_export_is_model_agnostic_vit(tmp_path):
+    "A ViT-style backbone (no feature map: timm pools) goes through build, save, load."
+    model = build_model("test_vit", 3)
+    out = model(torch.randn(2, 3, 160, 160))
+    assert out.shape == (2, 3)
+    save_safe(
+        model,
+        dict(arch="test_vit", task="breeds", vocab=["a", "b", "c"], size=160, mean=[0.5] * 3, std=[0.5] * 3),
+        tmp_path,
+    )
+    loaded, _ = load_safe(tmp_path)
+    x = torch.randn(1, 3, 160, 160)
+    assert torch.allclose(model.eval()(x), loaded(x), atol=1e-5)
+
+
+def test_unknown_arch_suggests_close_names():
+    with pytest.raises(ModelError, match="Did you mean.*resnet18"):
+        check_arch("resnet_18")
+
+
+def test_weights_file_that_does_not_fit(tmp_path):
+    from safetensors.torch import save_file
+
+    bad = tmp_path / "w.safetensors"
+    save_file({"conv_stem.weight": torch.zeros(1)}, str(bad))
+    with pytest.raises(ModelError, match="does not fit"):
+        build_model("test_efficientnet", 2, weights=str(bad))
+    with pytest.raises(ModelError, match="not found"):
+        build_model("test_efficientnet", 2, weights=str(tmp_path / "missing.safetensors"))
+
+
+def test_offline_hub_weights_fail_fast_with_the_fix(no_network):
+    import time
+
+    t = time.perf_counter()
+    with pytest.raises(ModelError, match="--weights FILE"):
+        build_model("resnet18", 2, pretrained=True)
+    assert time.perf_counter() - t < 10  # not the Hub client's minute of retries
+
+
+def _copy_export(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for f in (WEIGHTS, META):
+        (dst / f).write_bytes((src / f).read_bytes())
+    return dst
+
+
+def test_mismatched_or_foreign_exports_are_refused(breeds_model, tmp_path):
+    d = _copy_export(breeds_model, tmp_path / "a")
+    meta = json.loads((d / META).read_text())
+    (d / META).write_text(json.dumps({**meta, "format_version": 99, "versions": {"catdog_fastai": "9.9"}}))
+    with pytest.raises(ExportError, match="format 99.*catdog_fastai.*9.9"):
+        load_predictor(d)
+    (d / META).write_text(json.dumps({**meta, "vocab": ["a", "b"], "weights_sha256": None}))
+    with pytest.raises(ExportError, match="shape mismatch"):
+        load_predictor(d)
+    (d / META).write_text(json.dumps({**meta, "arch": "test_resnet", "weights_sha256": None}))
+    with pytest.raises(ExportError, match="does not fit test_resnet"):
+        load_predictor(d)
+    (d / META).write_text(json.dumps(meta))
+    (d / WEIGHTS).write_bytes((d / WEIGHTS).read_bytes()[:1000])
+    with pytest.raises(ExportError, match="checksum"):
+        load_predictor(d)
+    (d / META).write_text("{not json")
+    with pytest.raises(ExportError, match="not valid JSON"):
+        load_predictor(d)
+    with pytest.raises(ExportError, match="train one"):
+        load_predictor(tmp_path / "nothing")
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    target = tmp_path / "model.safetensors"
+    target.write_bytes(b"previous good export")
+
+    def crash(p: Path):
+        p.write_bytes(b"half a fi")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        atomic_write(target, crash)
+    assert target.read_bytes() == b"previous good export"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]  # no temp file left behind
+
+
+def test_failed_export_keeps_the_previous_export(breeds_model, tmp_path, monkeypatch):
+    import catdog_fastai.export as ex
+
+    d = _copy_export(breeds_model, tmp_path / "e")
+    before = {f: (d / f).read_bytes() for f in (WEIGHTS, META)}
+
+    def full_disk(sd, path, metadata=None):
+        Path(path).write_bytes(b"\0" * 100)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ex, "save_file", full_disk)
+    model, meta = load_safe(d)
+    with pytest.raises(OSError):
+        save_safe(model, meta, d)
+    assert {f: (d / f).read_bytes() for f in (WEIGHTS, META)} == before
+    assert sorted(p.name for p in d.iterdir()) == sorted(before)
+    load_predictor(d)  # still loads
+
+
+def test_train_cli_help_shows_defaults():
+    r = subprocess.run([sys.executable, "-m", "catdog_fastai.train", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0
+    for flag in ("--arch", "--weights", "--task", "--split", "--lr", "--opt", "--resume", "--valid-pct"):
+        assert flag in r.stdout
+    assert "default: tf_efficientnet_lite0" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--lr", "fast"], "--lr must be a number"),
+        (["--bs", "0"], "--bs must be at least 1"),
+        (["--opt", "adamax"], "invalid choice"),
+        (["--valid-pct", "1.5"], "--valid-pct"),
+    ],
+)
+def test_train_cli_rejects_bad_arguments(args, msg):
+    r = subprocess.run([sys.executable, "-m", "catdog_fastai.train", *args], capture_output=True, text=True)
+    assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_cli_errors_are_one_clear_line(tmp_path):
+    cases = [
+        (["--data", str(tmp_path / "missing")], "data folder not found"),
+        (["--data", str(PETS), "--arch", "resnet_18", "--no-pretrained"], "Did you mean"),
+    ]
+    for args, msg in cases:
+        r = subprocess.run(
+            [sys.executable, "-m", "catdog_fastai.train", *args, "--out", str(tmp_path / "o")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 2, r.stderr
+        assert msg in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_cli_offline_default_download(tmp_path):
+    "No --data and no network: one line that names the fix, no traceback (network blocked in the child)."
+    code = (
+        "import socket, sys\n"
+        "def refuse(*a, **k): raise OSError(101, 'Network is unreachable')\n"
+        "socket.create_connection = refuse; socket.getaddrinfo = refuse; socket.socket.connect = refuse\n"
+        "from catdog_fastai.train import main\n"
+        f"sys.exit(main(['--out', {str(tmp_path / 'o')!r}, '--no-pretrained']))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "FASTAI_HOME": str(tmp_path / "fastai")},
+    )
+    assert r.returncode == 2
+    assert "could not download Oxford-IIIT Pets" in r.stderr and "--data DIR" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unwritable_out_is_reported(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    from catdog_fastai.train import main
+
+    assert main(["--data", str(PETS), "--no-pretrained", "--out", str(blocker / "sub")]) == 2
+
+
+def test_tiny_catdog_run_through_the_api(tmp_path):
+    from catdog_fastai import train_model
+
+    summary = train_model(tiny_cfg(tmp_path, task="catdog", epochs=0, freeze_epochs=1, pkl=False))
+    assert summary["n_classes"] == 2 and not (tmp_path / "model.pkl").exists()
+    p = load_predictor(tmp_path)
+    top = p.predict(PETS / "Bengal_1.jpg", top_k=None)
+    assert [lab for lab, _ in sorted(top)] == ["cat", "dog"] and abs(sum(pr for _, pr in top) - 1) < 1e-5
