@@ -1,0 +1,192 @@
+"""Cat or dog? Which breed? A Gradio app over the pickle-free export.
+
+    python app.py [--model DIR] [--port N]      (or CATDOG_MODEL=DIR gradio app.py)
+
+`demo` is built at import (so `gradio app.py` works) from `CATDOG_MODEL` (default `models/`), without any network
+call and without pickle: it reads `model.safetensors` + `model.json` through `load_predictor`. With no model
+there, the app still starts and explains how to train one. The named API endpoint `predict` serves
+`gradio_client` users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network call on import or launch
+
+import gradio as gr  # noqa: E402
+
+from catdog_fastai import ExportError, ImageError, Predictor, load_predictor  # noqa: E402
+from catdog_fastai.explain import NoSpatialMapError, overlay  # noqa: E402
+
+HERE = Path(__file__).parent
+EXAMPLES = sorted(str(p) for p in (HERE / "examples").glob("*.jpg"))  # real Pets photos, CC BY-SA 4.0
+MAX_FILE_SIZE = 10 * 1024 * 1024  # bytes; bigger uploads are refused before they reach the model
+TOP_K = 3
+TRAIN_HINT = """### No model yet
+Train one (a few minutes on a laptop CPU), then restart the app:
+
+```bash
+catdog-train --data ../shared/data/pets-dev/images --task breeds --out models \\
+    --weights ../shared/weights/tf_efficientnet_lite0.in1k.safetensors
+python app.py --model models
+```
+Online, plain `catdog-train` downloads Oxford-IIIT Pets and ImageNet weights itself."""
+
+
+def load_model(path: str | os.PathLike) -> tuple[Predictor | None, str]:
+    "The predictor at `path`, or None and a message for the page saying why."
+    try:
+        return load_predictor(path, device="cpu"), ""
+    except ExportError as e:
+        return None, f"{TRAIN_HINT}\n\n_Looked in `{Path(path).resolve()}`: {e}_"
+
+
+def _check_upload(value: str | dict | None) -> str:
+    """The uploaded file's path, size-checked.
+
+    The image events run with `preprocess=False`: Gradio's own preprocessing opens the file with PIL and fails
+    on a non-image with a generic error, while `open_image` explains what is wrong. Gradio still checks that
+    the path is one of its uploads before we see it.
+    """
+    path = value.get("path") if isinstance(value, dict) else value
+    if not path:
+        raise gr.Error("Upload a photo first (or paste one, or use the webcam).")
+    size = os.path.getsize(path)
+    if size > MAX_FILE_SIZE:
+        raise gr.Error(f"That file is {size / 2**20:.1f} MB; the limit is {MAX_FILE_SIZE // 2**20} MB.")
+    return path
+
+
+def model_card(pred: Predictor) -> str:
+    "Markdown: what this model is, how well it did, when and how it was trained."
+    m = pred.meta
+    metrics, cfg, v = m.get("metrics", {}), m.get("config", {}), m.get("versions", {})
+    acc = metrics.get("valid_accuracy")
+    lines = [
+        f"### {m['arch']} · {m.get('task', '?')} · {len(pred.vocab)} classes",
+        f"- **Validation accuracy:** {acc:.1%} on {metrics.get('n_valid', '?')} held-out photos"
+        if acc is not None
+        else "- **Validation accuracy:** not recorded",
+    ]
+    if "valid_catdog_accuracy" in metrics:
+        lines.append(f"- **Cat vs dog accuracy** (from the breed predictions): {metrics['valid_catdog_accuracy']:.1%}")
+    lines += [
+        f"- **Input:** {pred.size}×{pred.size} px centre crop, normalised with mean {m['mean']} / std {m['std']}",
+        f"- **Trained:** {m.get('created', '?')} · {cfg.get('freeze_epochs', '?')} frozen + {cfg.get('epochs', '?')} "
+        f"epochs, one-cycle, {cfg.get('opt', '?')}, lr {cfg.get('lr', '?')}, batch {cfg.get('bs', '?')}, "
+        f"seed {cfg.get('seed', '?')}, data `{cfg.get('data') or 'Oxford-IIIT Pets'}` ({cfg.get('split', '?')} split)",
+        "- **Libraries:** " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- **Classes:** {', '.join(pred.vocab)}",
+    ]
+    return "\n".join(lines)
+
+
+def build_demo(model_dir: str | os.PathLike) -> gr.Blocks:
+    "The whole UI for the export in `model_dir` (or the how-to-train page when there is none)."
+    pred, problem = load_model(model_dir)
+
+    def predict(image: str | dict | None) -> dict[str, float]:
+        "Top labels with probabilities for one photo (the `/predict` API endpoint)."
+        if pred is None:
+            raise gr.Error("No model is loaded: train one with catdog-train, then restart the app.")
+        try:
+            top = pred.predict(_check_upload(image), top_k=max(TOP_K, min(len(pred.vocab), 2)))
+        except ImageError as e:
+            raise gr.Error(f"Can't use this file: {e}.") from None
+        return dict(top)
+
+    def explain(image: str | dict | None) -> tuple[Any, str]:
+        "Grad-CAM overlay for the predicted class."
+        if pred is None or not image:
+            return None, ""
+        try:
+            img, label = overlay(pred, _check_upload(image))
+        except (ImageError, gr.Error):
+            return None, ""
+        except NoSpatialMapError as e:
+            return None, f"_{e}_"
+        return img, f"Red areas pushed the model most towards **{label}**."
+
+    def predict_many(files: list[str] | None) -> tuple[list[list[Any]], str | None]:
+        "A table of predictions for several photos, and the same as a CSV file to download."
+        if pred is None:
+            raise gr.Error("No model is loaded: train one with catdog-train, then restart the app.")
+        if not files:
+            raise gr.Error("Choose one or more photos first.")
+        rows = []
+        for f in files:
+            name = Path(f).name
+            try:
+                top = pred.predict(_check_upload(f), top_k=TOP_K)
+                rows.append([name, top[0][0], round(top[0][1], 4), ", ".join(f"{lab} {p:.2f}" for lab, p in top[1:])])
+            except (ImageError, gr.Error) as e:
+                rows.append([name, "", None, f"error: {getattr(e, 'message', e)}"])
+        fd, out = tempfile.mkstemp(prefix="predictions-", suffix=".csv")
+        with os.fdopen(fd, "w", newline="") as fh:
+            csv.writer(fh).writerows([["file", "label", "probability", "runners-up"], *rows])
+        return rows, out
+
+    with gr.Blocks(title="Cat or dog? · catdog_fastai", analytics_enabled=False) as demo:
+        gr.Markdown(
+            "# 🐱 Cat or dog? 🐶\nUpload, paste or snap a photo of a pet. The model says what it sees"
+            + (f" — one of {len(pred.vocab)} classes." if pred else ".")
+        )
+        if pred is None:
+            gr.Markdown(problem)
+        with gr.Tab("Photo"):
+            with gr.Row(equal_height=False):
+                with gr.Column():
+                    image = gr.Image(
+                        sources=["upload", "webcam", "clipboard"], type="filepath", label="Photo", height=320
+                    )
+                    button = gr.Button("Classify", variant="primary")
+                    if EXAMPLES:
+                        gr.Examples(EXAMPLES, inputs=image, label="Or try one of these")
+                with gr.Column():
+                    label = gr.Label(num_top_classes=TOP_K, label="Prediction")
+                    heat = gr.Image(label="What the model looked at (Grad-CAM)", interactive=False, height=260)
+                    heat_note = gr.Markdown()
+            button.click(predict, image, label, api_name="predict", preprocess=False).then(
+                explain, image, [heat, heat_note], api_name="explain", preprocess=False
+            )
+        with gr.Tab("Batch"):
+            files = gr.File(file_count="multiple", file_types=["image"], type="filepath", label="Photos")
+            batch_button = gr.Button("Classify all", variant="primary")
+            table = gr.Dataframe(
+                headers=["file", "label", "probability", "runners-up"], label="Predictions", interactive=False
+            )
+            csv_file = gr.File(label="Download as CSV", interactive=False)
+            batch_button.click(predict_many, files, [table, csv_file], api_name="predict_batch")
+        with gr.Tab("Model card"):
+            gr.Markdown(model_card(pred) if pred else problem)
+    demo.queue(default_concurrency_limit=4, max_size=256)
+    return demo
+
+
+demo = build_demo(os.environ.get("CATDOG_MODEL", "models"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Serve the cat/dog/breed classifier in a web page.")
+    ap.add_argument("--model", default=os.environ.get("CATDOG_MODEL", "models"), help="export folder")
+    ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    ap.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other machines")
+    args = ap.parse_args(argv)
+    app = demo if args.model == os.environ.get("CATDOG_MODEL", "models") else build_demo(args.model)
+    app.launch(
+        server_name=args.host,
+        server_port=args.port,
+        max_file_size=MAX_FILE_SIZE,
+        show_error=False,
+        footer_links=["api"],
+    )
+
+
+if __name__ == "__main__":
+    main()
