@@ -53,7 +53,9 @@ class TrainConfig:
     )
     min_scale: float = _f(0.75, "smallest random crop, as a fraction of the short side, in the item transform", "data")
     bs: int = _f(32, "batch size", "data")
-    workers: int = _f(-1, "DataLoader worker processes; -1 = number of CPU cores (capped at 8)", "data")
+    workers: int = _f(
+        -1, "DataLoader worker processes; -1 = auto: CPU cores (max 8) on a GPU machine, 0 on CPU-only", "data"
+    )
     # model
     arch: str = _f(
         "tf_efficientnet_lite0",

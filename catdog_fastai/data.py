@@ -14,6 +14,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import torch
 from fastai.data.block import CategoryBlock, DataBlock
 from fastai.data.core import DataLoaders
 from fastai.vision.augment import RandTransform, aug_transforms
@@ -203,7 +204,10 @@ def get_dls(cfg: TrainConfig, device: str | None = None) -> DataLoaders:
         item_tfms=Presize(cfg.size, cfg.presize, cfg.min_scale),
         batch_tfms=aug_transforms(size=cfg.size),
     )
-    workers = min(8, os.cpu_count() or 1) if cfg.workers < 0 else cfg.workers
+    workers = cfg.workers
+    if workers < 0:  # measured on a 2-core CPU: worker processes only steal cores from the model (BENCHMARKS.md)
+        on_gpu = device is not None and torch.device(device).type == "cuda"
+        workers = min(8, os.cpu_count() or 1) if on_gpu else 0
     log.info(
         "%d images (%d train, %d valid), %d classes, from %s",
         len(items),

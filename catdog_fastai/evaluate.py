@@ -59,7 +59,8 @@ def report(learn: Any, out: str | os.PathLike, top_k: int = 9) -> dict[str, Any]
     _save_fig(plt.gcf(), out / "confusion_matrix.png")
     plt.close("all")
     k = min(top_k, n)
-    interp.plot_top_losses(k, nrows=int(k**0.5) or 1)
+    rows = int(k**0.5) or 1
+    interp.plot_top_losses(k, nrows=rows, figsize=(5 * -(-k // rows), 5 * rows))
     _save_fig(plt.gcf(), out / "top_losses.png")
     plt.close("all")
     write_json(out / "report.json", summary)

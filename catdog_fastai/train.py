@@ -155,6 +155,9 @@ class Checkpointer(Callback):
         if self.training:
             self.n_seen += len(self.yb[0])
 
+    def after_train(self) -> None:
+        self.train_seconds = time.perf_counter() - self.t0
+
     def after_epoch(self) -> None:
         if not getattr(self, "trained", False):  # epoch skipped by SkipToEpoch on resume
             return
@@ -167,7 +170,7 @@ class Checkpointer(Callback):
             **{n: float(v) for n, v in zip(names, vals)},
             seconds=round(time.perf_counter() - self.t0, 2),
         )
-        row["train_img_per_s"] = round(self.n_seen / max(row["seconds"], 1e-9), 1)
+        row["train_img_per_s"] = round(self.n_seen / max(self.train_seconds, 1e-9), 1)  # training steps only
         self.state["history"].append(row)
         self.state["done"] += 1
         score = row.get("accuracy", -row.get("valid_loss", 0.0))

@@ -1,0 +1,113 @@
+"""Inference speed of the pickle-free predictor against a raw forward and fastai's `learn.predict`.
+
+    python benchmarks/inference.py --model models [--images ../shared/data/pets-dev/images] [--n 50]
+
+All timings in one process, same model, same thread count, medians over `--n` runs. Cold start is measured in
+fresh subprocesses: process start to first prediction, for `load_predictor` (safe pair) and `load_learner` (pkl).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from catdog_fastai import load_predictor
+
+
+def median_ms(fn, n: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts) * 1000
+
+
+def cold_start(code: str, repeats: int = 3) -> float:
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="models")
+    ap.add_argument("--images", default="../shared/data/pets-dev/images")
+    ap.add_argument("--n", type=int, default=50)
+    ap.add_argument("--bs", type=int, default=32)
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    files = sorted(Path(args.images).glob("*.jpg"))[: max(args.bs, 8)]
+    photo = files[0]
+    pred = load_predictor(args.model, device="cpu")
+    model = pred.model
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}; model {pred.meta['arch']} at {pred.size}px"
+    )
+
+    x1 = (pred.preprocess(photo)[None].float() / 255 - pred._mean) / pred._std
+    with torch.inference_mode():
+        raw1 = median_ms(lambda: model(x1), args.n)
+    ours1 = median_ms(lambda: pred.predict(photo), args.n)
+    print(
+        f"single image: raw forward {raw1:.1f} ms | Predictor.predict(path) {ours1:.1f} ms | "
+        f"ratio {ours1 / raw1:.3f} (target <= 1.15)"
+    )
+
+    xb = torch.cat([(pred.preprocess(f)[None].float() / 255 - pred._mean) / pred._std for f in files[: args.bs]])
+    nb = max(5, args.n // 10)
+    with torch.inference_mode():
+        rawb = median_ms(lambda: model(xb), nb, warmup=1)
+    oursb = median_ms(lambda: pred.predict_batch(files[: args.bs], bs=args.bs), nb, warmup=1)
+    raw_tp, ours_tp = args.bs / rawb * 1000, args.bs / oursb * 1000
+    print(
+        f"batch of {args.bs}: raw {raw_tp:.1f} img/s | predict_batch {ours_tp:.1f} img/s | "
+        f"ratio {ours_tp / raw_tp:.3f} (target >= 0.9)"
+    )
+
+    pkl = Path(args.model) / "model.pkl"
+    if pkl.is_file():
+        from fastai.learner import load_learner
+
+        learn = load_learner(pkl)
+        fa_bar = median_ms(lambda: learn.predict(photo), max(5, args.n // 5))
+
+        def quiet():
+            with learn.no_bar():
+                learn.predict(photo)
+
+        fa_quiet = median_ms(quiet, args.n)
+        print(
+            f"fastai learn.predict: {fa_bar:.1f} ms with its progress bar, {fa_quiet:.1f} ms in no_bar() | "
+            f"Predictor.predict is {fa_bar / ours1:.1f}x / {fa_quiet / ours1:.1f}x faster"
+        )
+        cold_pkl = cold_start(
+            "import warnings; warnings.simplefilter('ignore'); from pathlib import Path\n"
+            "from fastai.learner import load_learner\n"
+            f"learn = load_learner({str(pkl)!r})\n"
+            f"with learn.no_bar(): learn.predict(Path({str(photo)!r}))"
+        )
+    else:
+        cold_pkl = float("nan")
+    cold_safe = cold_start(
+        f"from catdog_fastai import load_predictor\nload_predictor({args.model!r}).predict({str(photo)!r})"
+    )
+    print(f"cold start to first prediction: load_predictor {cold_safe:.2f} s | load_learner {cold_pkl:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
