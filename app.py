@@ -134,7 +134,7 @@ def build_demo(model_dir: str | os.PathLike) -> gr.Blocks:
 
     with gr.Blocks(title="Cat or dog? · catdog_fastai", analytics_enabled=False) as demo:
         gr.Markdown(
-            "# 🐱 Cat or dog? 🐶\nUpload, paste or snap a photo of a pet. The model says what it sees"
+            "# Cat or dog?\nUpload, paste or snap a photo of a pet. The model says what it sees"
             + (f" — one of {len(pred.vocab)} classes." if pred else ".")
         )
         if pred is None:
