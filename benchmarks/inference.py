@@ -22,15 +22,18 @@ import torch
 from catdog_fastai import load_predictor
 
 
-def median_ms(fn, n: int, warmup: int = 3) -> float:
+def median_ms(*fns, n: int, warmup: int = 3) -> list[float]:
+    "Median milliseconds of each function, run interleaved so machine noise hits them alike."
     for _ in range(warmup):
-        fn()
-    ts = []
+        for fn in fns:
+            fn()
+    ts: list[list[float]] = [[] for _ in fns]
     for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts) * 1000
+        for t_list, fn in zip(ts, fns):
+            t = time.perf_counter()
+            fn()
+            t_list.append(time.perf_counter() - t)
+    return [statistics.median(t) * 1000 for t in ts]
 
 
 def cold_start(code: str, repeats: int = 3) -> float:
@@ -60,9 +63,12 @@ def main() -> None:
     )
 
     x1 = (pred.preprocess(photo)[None].float() / 255 - pred._mean) / pred._std
-    with torch.inference_mode():
-        raw1 = median_ms(lambda: model(x1), args.n)
-    ours1 = median_ms(lambda: pred.predict(photo), args.n)
+
+    def raw_forward(x):
+        with torch.inference_mode():
+            return model(x)
+
+    raw1, ours1 = median_ms(lambda: raw_forward(x1), lambda: pred.predict(photo), n=args.n)
     print(
         f"single image: raw forward {raw1:.1f} ms | Predictor.predict(path) {ours1:.1f} ms | "
         f"ratio {ours1 / raw1:.3f} (target <= 1.15)"
@@ -70,9 +76,9 @@ def main() -> None:
 
     xb = torch.cat([(pred.preprocess(f)[None].float() / 255 - pred._mean) / pred._std for f in files[: args.bs]])
     nb = max(5, args.n // 10)
-    with torch.inference_mode():
-        rawb = median_ms(lambda: model(xb), nb, warmup=1)
-    oursb = median_ms(lambda: pred.predict_batch(files[: args.bs], bs=args.bs), nb, warmup=1)
+    rawb, oursb = median_ms(
+        lambda: raw_forward(xb), lambda: pred.predict_batch(files[: args.bs], bs=args.bs), n=nb, warmup=1
+    )
     raw_tp, ours_tp = args.bs / rawb * 1000, args.bs / oursb * 1000
     print(
         f"batch of {args.bs}: raw {raw_tp:.1f} img/s | predict_batch {ours_tp:.1f} img/s | "
@@ -81,23 +87,25 @@ def main() -> None:
 
     pkl = Path(args.model) / "model.pkl"
     if pkl.is_file():
+        import fastai.callback.progress  # noqa: F401 - patches Learner.no_bar
         from fastai.learner import load_learner
 
         learn = load_learner(pkl)
-        fa_bar = median_ms(lambda: learn.predict(photo), max(5, args.n // 5))
 
         def quiet():
             with learn.no_bar():
                 learn.predict(photo)
 
-        fa_quiet = median_ms(quiet, args.n)
+        fa_bar, fa_quiet, ours1b = median_ms(
+            lambda: learn.predict(photo), quiet, lambda: pred.predict(photo), n=max(5, args.n // 2)
+        )
         print(
             f"fastai learn.predict: {fa_bar:.1f} ms with its progress bar, {fa_quiet:.1f} ms in no_bar() | "
             f"Predictor.predict is {fa_bar / ours1:.1f}x / {fa_quiet / ours1:.1f}x faster"
         )
         cold_pkl = cold_start(
             "import warnings; warnings.simplefilter('ignore'); from pathlib import Path\n"
-            "from fastai.learner import load_learner\n"
+            "import fastai.callback.progress\nfrom fastai.learner import load_learner\n"
             f"learn = load_learner({str(pkl)!r})\n"
             f"with learn.no_bar(): learn.predict(Path({str(photo)!r}))"
         )

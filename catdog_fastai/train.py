@@ -9,7 +9,9 @@ run phase by phase so that every epoch can be checkpointed and an interrupted ru
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import random
 import signal
 import sys
@@ -35,6 +37,7 @@ from fastai.torch_core import set_seed
 
 from .config import TrainConfig, parse_config
 from .data import DataError, get_dls
+from .distributed import LaunchError, base_dl, distrib, finish, is_main, per_rank_bs, unwrap, world_size
 from .export import PKL, ExportError, atomic_write, save_safe, write_json
 from .model import ModelError, build_model, norm_stats, splitter
 
@@ -71,7 +74,12 @@ def schedule(cfg: TrainConfig, lr: float) -> list[Phase]:
 
 
 def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    "This process's device: under a launcher, the GPU matching its LOCAL_RANK."
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    torch.cuda.set_device(dev)
+    return dev
 
 
 def get_learner(dls: DataLoaders, cfg: TrainConfig) -> Learner:
@@ -162,6 +170,8 @@ class Checkpointer(Callback):
         if not getattr(self, "trained", False):  # epoch skipped by SkipToEpoch on resume
             return
         self.trained = False
+        if not is_main():  # other ranks train; rank 0 alone logs and writes
+            return
         names, vals = self.recorder.metric_names[1:-1], self.recorder.values[-1]
         row = dict(
             phase=self.state["phases"][self.phase_idx],
@@ -170,16 +180,17 @@ class Checkpointer(Callback):
             **{n: float(v) for n, v in zip(names, vals)},
             seconds=round(time.perf_counter() - self.t0, 2),
         )
-        row["train_img_per_s"] = round(self.n_seen / max(self.train_seconds, 1e-9), 1)  # training steps only
+        seen = self.n_seen * world_size()  # every rank trains an equal shard of the epoch
+        row["train_img_per_s"] = round(seen / max(self.train_seconds, 1e-9), 1)  # training steps only
         self.state["history"].append(row)
         self.state["done"] += 1
         score = row.get("accuracy", -row.get("valid_loss", 0.0))
         if self.state["best"] is None or score >= self.state["best"]["score"]:
             self.state["best"] = dict(score=score, global_epoch=row["global_epoch"])
-            atomic_write(self.out / BEST, lambda p: torch.save(self.learn.model.state_dict(), p))
+            atomic_write(self.out / BEST, lambda p: torch.save(unwrap(self.learn.model).state_dict(), p))
         self._write_history()
         ckpt = dict(
-            model=self.learn.model.state_dict(),
+            model=unwrap(self.learn.model).state_dict(),
             opt=self.learn.opt.state_dict(),
             phase=self.phase_idx,
             epoch=self.epoch,
@@ -215,7 +226,7 @@ def _rng_state(dls: DataLoaders) -> dict:
         python=random.getstate(),
         numpy=np.random.get_state(),
         torch=torch.get_rng_state(),
-        dl=dls.train.rng.getstate(),
+        dl=base_dl(dls.train).rng.getstate(),
     )
 
 
@@ -223,7 +234,7 @@ def _set_rng_state(s: dict, dls: DataLoaders) -> None:
     random.setstate(s["python"])
     np.random.set_state(s["numpy"])
     torch.set_rng_state(s["torch"])
-    dls.train.rng.setstate(s["dl"])
+    base_dl(dls.train).rng.setstate(s["dl"])
 
 
 def find_lr(learn: Learner, out: Path) -> float:
@@ -263,9 +274,12 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
         if changed:
             log.warning("--resume uses the interrupted run's settings; ignoring %s", changed)
         cfg = saved
-    _check_writable(out)
+    if is_main():
+        _check_writable(out)
+    if world_size() > 1 and cfg.lr_value() is None:
+        raise LaunchError("--lr auto runs lr_find on one process: run it without the launcher, then pass --lr")
     set_seed(cfg.seed, reproducible=True)
-    dls = get_dls(cfg, device=_device())
+    dls = get_dls(dataclasses.replace(cfg, bs=per_rank_bs(cfg.bs)), device=_device())
     learn = get_learner(dls, cfg)
     quiet_bar = not sys.stdout.isatty()
     if quiet_bar:  # logs and CI: one line per epoch from Checkpointer instead of bars and raw lists
@@ -310,13 +324,16 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
                 learn.create_opt()
                 learn.opt.load_state_dict(ckpt["opt"])
                 _set_rng_state(ckpt["rng"], dls)
-        learn.fit_one_cycle(
-            ph.epochs,
-            ph.lr,
-            cbs=[Checkpointer(cfg, i, state, quiet_bar), *(cbs or [])],
-            start_epoch=start_epoch if i == start_phase else 0,
-            **ph.kw,
-        )
+        with distrib(learn):
+            learn.fit_one_cycle(
+                ph.epochs,
+                ph.lr,
+                cbs=[Checkpointer(cfg, i, state, quiet_bar), *(cbs or [])],
+                start_epoch=start_epoch if i == start_phase else 0,
+                **ph.kw,
+            )
+    if not finish():  # every rank has finished training; rank 0 alone reports and exports
+        return {}
     if state["best"] and state["best"]["global_epoch"] != state["done"] - 1 and (out / BEST).is_file():
         log.info("loading the best epoch (%d) for export", state["best"]["global_epoch"] + 1)
         learn.model.load_state_dict(torch.load(out / BEST, map_location="cpu"))
@@ -348,12 +365,13 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     "Console entry point: `catdog-train --help`."
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
+    level = logging.INFO if is_main() else logging.WARNING  # under a launcher, rank 0 speaks for all
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stdout, force=True)
     cfg = parse_config(argv)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # `kill`, schedulers: same as Ctrl-C
     try:
         train_model(cfg)
-    except (DataError, ModelError, ExportError) as e:
+    except (DataError, ModelError, ExportError, LaunchError) as e:
         print(f"catdog-train: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
