@@ -28,6 +28,9 @@ HERE = Path(__file__).parent
 EXAMPLES = sorted(str(p) for p in (HERE / "examples").glob("*.jpg"))  # real Pets photos, CC BY-SA 4.0
 MAX_FILE_SIZE = 10 * 1024 * 1024  # bytes; bigger uploads are refused before they reach the model
 TOP_K = 3
+# Requests run at once. Measured on the 2-core CPU (BENCHMARKS.md): more only splits the same cores between
+# forward passes and adds latency; override with CATDOG_CONCURRENCY on bigger machines.
+CONCURRENCY = int(os.environ.get("CATDOG_CONCURRENCY", 2))
 TRAIN_HINT = """### No model yet
 Train one (a few minutes on a laptop CPU), then restart the app:
 
@@ -165,7 +168,7 @@ def build_demo(model_dir: str | os.PathLike) -> gr.Blocks:
             batch_button.click(predict_many, files, [table, csv_file], api_name="predict_batch")
         with gr.Tab("Model card"):
             gr.Markdown(model_card(pred) if pred else problem)
-    demo.queue(default_concurrency_limit=4, max_size=256)
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=256)
     return demo
 
 

@@ -1,0 +1,27 @@
+"""Load on the running app (localhost only, bounded): 50 concurrent clients, then 1,000 more predictions."""
+
+import sys
+from pathlib import Path
+
+from conftest import PETS, start_app
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+from load_test import hammer, rss_mb  # noqa: E402
+
+
+def test_fifty_concurrent_clients_then_a_thousand_predictions(breeds_model, tmp_path):
+    proc, url = start_app(breeds_model, tmp_path / "app.log")  # its own app, so its memory is ours to read
+    try:
+        burst = hammer(url, PETS / "Bengal_1.jpg", clients=50, per_client=6, deadline_s=240)
+        print(f"burst: {burst}")
+        assert burst["failed"] == 0 and burst["ok"] == 300, burst["errors"]
+        assert burst["p95"] >= burst["p50"] > 0
+        before = rss_mb(proc.pid)
+        soak = hammer(url, PETS / "beagle_10.jpg", clients=10, per_client=100, deadline_s=400)
+        after = rss_mb(proc.pid)
+        print(f"soak: {soak['ok']} ok, RSS {before:.0f} -> {after:.0f} MB")
+        assert soak["failed"] == 0 and soak["ok"] == 1000, soak["errors"]
+        assert after - before < 100, f"app memory grew {after - before:.0f} MB over 1,000 predictions"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
