@@ -24,6 +24,12 @@ def _save(img: Image.Image, path: Path, fmt: str, **kw) -> Path:
     return path
 
 
+def _png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def ok_cases(d: Path) -> dict[str, Path]:
     "Name -> file that must load as an RGB photo."
     im = _photo()
@@ -68,6 +74,21 @@ def bad_cases(d: Path) -> dict[str, Path]:
     (d / "pdf.jpg").write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
     (d / "zip.jpg").write_bytes(b"PK\x03\x04" + b"\x00" * 100)
     Image.new("1", (8000, 6000)).save(d / "bomb.png", format="PNG")  # 48 Mpx of zeros: a few KB on disk
+    png = io.BytesIO()
+    _photo().save(png, format="PNG")
+    (d / "truncated.png").write_bytes(png.getvalue()[: len(png.getvalue()) // 3])
+    bad_crc = bytearray(png.getvalue())
+    bad_crc[40:60] = b"\xff" * 20  # scribble over image data: the zlib stream and CRCs no longer match
+    (d / "corrupt.png").write_bytes(bytes(bad_crc))
+    gif = io.BytesIO()
+    _photo().convert("P").save(gif, format="GIF")
+    (d / "truncated.gif").write_bytes(gif.getvalue()[:100])
+    (d / "elf.jpg").write_bytes(b"\x7fELF\x02\x01\x01" + b"\x00" * 200)
+    (d / "data.json").write_text('{"label": "cat"}')
+    (d / "mp4.jpg").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
+    (d / "nulls.png").write_bytes(b"\x00" * 5000)
+    (d / "jpeg_magic_only.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 50)
+    (d / "sliver.png").write_bytes(_png_bytes(Image.new("RGB", (2000, 8), "white")))
     Image.new("RGB", (12, 12), "red").save(d / "tiny.png", format="PNG")
     (d / "a_folder.jpg").mkdir()
     return {
@@ -82,6 +103,15 @@ def bad_cases(d: Path) -> dict[str, Path]:
         "zip_named_jpg": d / "zip.jpg",
         "decompression_bomb": d / "bomb.png",
         "under_32px": d / "tiny.png",
+        "thin_sliver": d / "sliver.png",
+        "truncated_png": d / "truncated.png",
+        "corrupt_png_data": d / "corrupt.png",
+        "truncated_gif": d / "truncated.gif",
+        "executable_named_jpg": d / "elf.jpg",
+        "json_file": d / "data.json",
+        "video_named_jpg": d / "mp4.jpg",
+        "null_bytes_png": d / "nulls.png",
+        "jpeg_magic_only": d / "jpeg_magic_only.jpg",
         "folder": d / "a_folder.jpg",
         "missing_file": d / "does_not_exist.jpg",
     }

@@ -71,6 +71,11 @@ def test_batch_endpoint_returns_a_table_and_csv(client, files):
     assert text[0] == "file,label,probability,runners-up" and len(text) == 4
 
 
+def test_empty_batch_gets_a_message(client):
+    with pytest.raises(Exception, match="Choose one or more photos"):
+        client.predict([], api_name="/predict_batch")
+
+
 def test_app_without_a_model_starts_and_explains(tmp_path):
     import urllib.request
 

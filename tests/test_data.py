@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PETS, tiny_cfg
+from PIL import Image
 
 from catdog_fastai.data import DataError, download_pets, find_images, get_dls, image_dir, split_indices
 from catdog_fastai.labels import breed, cat_or_dog, is_cat, label_func
@@ -40,9 +41,11 @@ def test_quirky_and_broken_files_are_skipped_and_counted(pets_copy):
     (pets_copy / "beagle_999.jpg").write_bytes((PETS / "beagle_10.jpg").read_bytes()[:300])  # truncated
     (pets_copy / "Abyssinian_101.mat").write_bytes(b"MATLAB 5.0")  # the real dataset has these among the images
     (pets_copy / "notes.jpg").write_bytes((PETS / "beagle_10.jpg").read_bytes())  # not Breed_N
+    Image.new("RGB", (20, 20)).save(pets_copy / "pug_998.jpg")  # under 32 px
+    Image.new("1", (9000, 6000)).save(pets_copy / "pug_999.png")  # 54 Mpx: a decompression bomb, not a pet
     items, skipped = find_images(pets_copy)
     assert len(items) == 113
-    assert set(skipped) == {"Abyssinian_999.jpg", "beagle_999.jpg", "notes.jpg"}
+    assert set(skipped) == {"Abyssinian_999.jpg", "beagle_999.jpg", "notes.jpg", "pug_998.jpg", "pug_999.png"}
     assert "Abyssinian_101.mat" not in skipped  # ignored, not an image
 
 

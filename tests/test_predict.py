@@ -140,3 +140,21 @@ def test_predict_cli_missing_model_is_one_line(tmp_path):
         text=True,
     )
     assert r.returncode == 2 and "train one" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_predict_cli_reports_every_bad_file_and_goes_on(breeds_model, files, capsys):
+    bad = [p for p in files[1].values() if p.is_file()]  # folders and missing paths are not files to list
+    assert len(bad) >= 20
+    rc = predict_main([*map(str, bad), str(PHOTO), "--model", str(breeds_model)])
+    out, err = capsys.readouterr()
+    assert rc == 0 and str(PHOTO) in out  # the good photo is still predicted
+    for p in bad:
+        assert f"{p}: skipped: " in err, p.name
+    assert f"{len(bad)} of {len(bad) + 1} files could not be read" in err
+    assert "Traceback" not in err
+    assert predict_main([*map(str, bad), "--model", str(breeds_model)]) == 1  # nothing usable: failure status
+
+
+def test_predict_cli_empty_folder(breeds_model, tmp_path, capsys):
+    assert predict_main([str(tmp_path), "--model", str(breeds_model)]) == 2
+    assert "no images found" in capsys.readouterr().err
