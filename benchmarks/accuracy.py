@@ -62,12 +62,12 @@ def train_valid(train: Path, seed: int) -> tuple[list[Path], set[str]]:
 
 
 def _score(top1: list[str], files: list[Path]) -> dict:
-    from catdog_fastai.labels import breed
+    from catdog_fastai.labels import breed, breed_is_cat, is_cat
 
     n = len(files)
     return dict(
         breeds_acc=sum(p == breed(f) for p, f in zip(top1, files)) / n,
-        catdog_acc=sum(p[0].isupper() == breed(f)[0].isupper() for p, f in zip(top1, files)) / n,
+        catdog_acc=sum(breed_is_cat(p) == is_cat(f) for p, f in zip(top1, files)) / n,
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .export import ExportError, atomic_write, write_json
-from .labels import breed, cat_or_dog, is_pets_name
+from .labels import breed, breed_is_cat, cat_or_dog, is_pets_name
 
 log = logging.getLogger("catdog_fastai")
 
@@ -51,7 +51,7 @@ def report(learn: Any, out: str | os.PathLike, top_k: int = 9) -> dict[str, Any]
         valid_accuracy=acc, valid_error=1 - acc, n_valid=n, n_classes=len(vocab), per_class=per_class
     )
     if learn.dls.vocab is not None and all(is_pets_name(f"{v}_1") for v in vocab) and "cat" not in vocab:
-        cats = [v[0].isupper() for v in vocab]  # breeds model: a breed prediction implies cat or dog
+        cats = [breed_is_cat(v) for v in vocab]  # breeds model: a breed prediction implies cat or dog
         agree = sum(int(cm[i, j]) for i in range(len(vocab)) for j in range(len(vocab)) if cats[i] == cats[j])
         summary["valid_catdog_accuracy"] = agree / n
     big = len(vocab) > 10
@@ -93,7 +93,7 @@ def evaluate_folder(model: str | os.PathLike, data: str | os.PathLike, bs: int =
     truth_cd = [cat_or_dog(p) for p in items]
     if task == "breeds":
         res["breeds_accuracy"] = sum(p == breed(f) for p, f in zip(top1, items)) / len(items)
-        guess_cd = ["cat" if p[0].isupper() else "dog" for p in top1]
+        guess_cd = ["cat" if breed_is_cat(p) else "dog" for p in top1]
     else:
         guess_cd = top1
     res["catdog_accuracy"] = sum(g == t for g, t in zip(guess_cd, truth_cd)) / len(items)

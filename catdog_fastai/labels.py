@@ -28,9 +28,14 @@ def breed(path: str | os.PathLike) -> str:
     return m["breed"]
 
 
+def breed_is_cat(name: str) -> bool:
+    "True for a cat breed's name: the dataset capitalises cat breeds (`Bengal`) and not dog breeds (`beagle`)."
+    return name[:1].isupper()
+
+
 def is_cat(path: str | os.PathLike) -> bool:
-    "True for cat breeds: the dataset capitalises their names (the fast.ai lesson-1 rule)."
-    return breed(path)[0].isupper()
+    "True for photos of cats: the fast.ai lesson-1 rule, read from the file name."
+    return breed_is_cat(breed(path))
 
 
 def cat_or_dog(path: str | os.PathLike) -> str:

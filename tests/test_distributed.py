@@ -8,25 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PETS, TINY, tiny_cfg
+from conftest import PETS, TINY_ARGS, tiny_cfg
 from test_resume import InterruptAt
 
 from catdog_fastai.train import CHECKPOINT, train_model
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-TINY_ARGS = [
-    "--arch",
-    TINY["arch"],
-    "--no-pretrained",
-    "--size",
-    "64",
-    "--presize",
-    "80",
-    "--bs",
-    "16",
-    "--workers",
-    "0",
-]
 
 
 def _run(args, **kw):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from conftest import PETS, TINY, tiny_cfg
+from conftest import PETS, TINY_ARGS, tiny_cfg
 from fastai.callback.core import Callback
 from safetensors.torch import load_file
 
@@ -72,17 +72,9 @@ def test_sigterm_leaves_a_resumable_run(tmp_path):
         str(out),
         "--task",
         "breeds",
-        "--arch",
-        TINY["arch"],
-        "--no-pretrained",
-        "--size",
-        "64",
-        "--presize",
-        "80",
+        *TINY_ARGS,
         "--bs",
         "4",
-        "--workers",
-        "0",
         "--epochs",
         "3",
         "--freeze-epochs",

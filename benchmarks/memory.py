@@ -1,0 +1,97 @@
+"""Peak memory: one training epoch of `catdog-train`, and the app with and without a loaded model.
+
+    python benchmarks/memory.py --model models [--data ../shared/data/pets-dev/images --weights ...]
+
+Each figure is a separate process's peak resident set (Linux `VmHWM` / `ru_maxrss`), so they do not mix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+def app_peak(model_dir: Path, n: int = 20) -> float:
+    "Peak RSS of app.py serving `model_dir` after `n` predictions (or just started, without a model)."
+    sys.path.insert(0, str(REPO / "tests"))
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from conftest import start_app
+    from load_test import hammer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = start_app(model_dir, Path(tmp) / "app.log")
+        try:
+            if (model_dir / "model.json").is_file():
+                hammer(url, REPO / "examples" / "Bengal_100.jpg", clients=2, per_client=n // 2)
+            return peak_mb(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def train_peak(data: str, weights: str, size: int, bs: int) -> float:
+    "Peak RSS of one unfrozen epoch of catdog-train (a child process)."
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "catdog_fastai.train",
+                "--data",
+                data,
+                "--weights",
+                weights,
+                "--task",
+                "breeds",
+                "--epochs",
+                "1",
+                "--freeze-epochs",
+                "0",
+                "--size",
+                str(size),
+                "--bs",
+                str(bs),
+                "--out",
+                out,
+                "--no-pkl",
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="models")
+    ap.add_argument("--data", default="../shared/data/pets-dev/images")
+    ap.add_argument("--weights", default="../shared/weights/tf_efficientnet_lite0.in1k.safetensors")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--bs", type=int, default=32)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as empty:
+        bare = app_peak(Path(empty))
+    loaded = app_peak(Path(args.model))
+    print(
+        f"app peak RSS: {bare:.0f} MB without a model, {loaded:.0f} MB serving {args.model} "
+        f"({loaded - bare:+.0f} MB for the loaded model and its first predictions)"
+    )
+    t = train_peak(args.data, args.weights, args.size, args.bs)
+    print(f"training peak RSS: {t:.0f} MB (catdog-train, 1 unfrozen epoch, {args.size}px, batch {args.bs}, CPU)")
+
+
+if __name__ == "__main__":
+    main()
