@@ -245,3 +245,31 @@ def test_tiny_catdog_run_through_the_api(tmp_path):
     p = load_predictor(tmp_path)
     top = p.predict(PETS / "Bengal_1.jpg", top_k=None)
     assert [lab for lab, _ in sorted(top)] == ["cat", "dog"] and abs(sum(pr for _, pr in top) - 1) < 1e-5
+
+
+def test_lr_auto_runs_lr_find_and_saves_its_plot(tmp_path, caplog):
+    import logging
+
+    from catdog_fastai import train_model
+
+    with caplog.at_level(logging.INFO, logger="catdog_fastai"):
+        train_model(tiny_cfg(tmp_path, task="catdog", lr="auto", epochs=0, freeze_epochs=1, pkl=False))
+    assert (tmp_path / "lr_find.png").stat().st_size > 1000
+    assert "lr_find suggests lr =" in caplog.text
+    meta = read_meta(tmp_path)
+    assert meta["config"]["lr"] == "auto"
+
+
+@pytest.mark.parametrize("opt", ["sgd", "radam", "ranger", "lamb"])
+def test_every_optimizer_trains(tmp_path, opt):
+    from catdog_fastai.data import get_dls
+    from catdog_fastai.train import get_learner
+
+    cfg = tiny_cfg(tmp_path, task="catdog", opt=opt)
+    learn = get_learner(get_dls(cfg), cfg)
+    before = [p.detach().clone() for p in learn.model[1].parameters()]
+    with learn.no_bar():
+        learn.fit_one_cycle(1, 1e-2)
+    after = list(learn.model[1].parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after, before))  # the head's weights moved
+    assert type(learn.opt).__name__ in ("Optimizer", "Lookahead")
