@@ -1,4 +1,4 @@
-"""Real ImageNet weights on real Pets photos (`pytest -m slow --shared ../shared`, or CATDOG_SHARED=...).
+"""Real ImageNet weights on real Pets photos (`CATDOG_SHARED=../shared pytest -m slow`, or `--shared=PATH`).
 
 A few minutes on a 2-core CPU: one frozen and one unfrozen epoch of tf_efficientnet_lite0 on the 755 photos of
 pets-dev, then the export is scored through `catdog-evaluate`'s code path.
