@@ -49,7 +49,8 @@ def _colormap(cam: np.ndarray) -> np.ndarray:
 
 def overlay(pred: Predictor, x: ImageInput, label: str | None = None, alpha: float = 0.45) -> tuple[Image.Image, str]:
     "The model's view of the photo with its Grad-CAM heatmap blended on top, and the explained label."
-    cam, lab = gradcam(pred, x, label)
-    photo = center_crop_resize(open_image(x), pred.size)
+    img = open_image(x)  # decode once: gradcam's preprocess accepts the decoded image as well
+    cam, lab = gradcam(pred, img, label)
+    photo = center_crop_resize(img, pred.size)
     heat = Image.fromarray(_colormap(cam))
     return Image.blend(photo, heat, alpha), lab
