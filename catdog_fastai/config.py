@@ -56,6 +56,12 @@ class TrainConfig:
     workers: int = _f(
         -1, "DataLoader worker processes; -1 = auto: CPU cores (max 8) on a GPU machine, 0 on CPU-only", "data"
     )
+    cache: bool = _f(
+        True,
+        "decode each photo once and keep it in RAM (at most a quarter of available memory) instead of decoding "
+        "it again every epoch",
+        "data",
+    )
     # model
     arch: str = _f(
         "tf_efficientnet_lite0",

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 from fastai.data.block import CategoryBlock, DataBlock
 from fastai.data.core import DataLoaders
@@ -23,7 +25,7 @@ from fastai.vision.data import ImageBlock
 from PIL import Image
 
 from .config import TrainConfig
-from .images import IMAGE_EXTS, center_crop_resize, check_image_file, open_image
+from .images import IMAGE_EXTS, ImageError, center_crop_resize, check_image_file, open_image
 from .labels import is_pets_name, label_func
 
 log = logging.getLogger("catdog_fastai")
@@ -37,8 +39,68 @@ class PetImage(PILImage):
     "A `PILImage` decoded by `images.open_image`: EXIF-upright RGB whatever the file's real format."
 
     @classmethod
-    def create(cls, fn, **kwargs):  # noqa: ANN001 - fastai's signature
+    def create(cls, fn, **kwargs):  # noqa: ANN001 - fastai's signature; fn: a path or an `ImageCache` view
         return cls(open_image(fn))
+
+
+class ImageCache:
+    """Photos decoded once per run and kept in RAM, so no epoch after the first pays for JPEG decoding again.
+
+    Decoding is the most expensive step of the input pipeline (~3 ms a photo, against ~0.1 ms for the crops and
+    tensor conversion); re-decoding every photo every epoch is what made fastai recipes data-bound on a GPU.
+    Training photos are kept with their short side shrunk to `presize` (the random crop happens after, as
+    before); validation photos are kept as their final `center_crop_resize` view, so validation sees exactly the
+    pixels the predictor sees. Used as the DataBlock's `get_x`: a cached item comes back as a PIL image, any other
+    as its path, and `PetImage.create` accepts both. It pickles empty, so an export never carries photos, and
+    DataLoader workers started by fork read the parent's copy without duplicating it.
+    """
+
+    def __init__(self) -> None:
+        self.views: dict[Path, np.ndarray] = {}
+
+    def __getstate__(self) -> dict:
+        return {"views": {}}
+
+    def __call__(self, fn: Path) -> Path | Image.Image:
+        a = self.views.get(fn)
+        return fn if a is None else Image.fromarray(a)
+
+    def fill(self, train: list[Path], valid: list[Path], size: int, presize: int, budget: int) -> int:
+        "Decode the photos (in threads; PIL releases the GIL) until `budget` bytes are used; returns that size."
+
+        def view(job: tuple[Path, bool]) -> np.ndarray | None:
+            p, is_valid = job
+            try:
+                img = open_image(p)
+            except ImageError:
+                return None  # the normal path reports it when the item is loaded
+            if is_valid:
+                return np.asarray(center_crop_resize(img, size))
+            w, h = img.size
+            if min(w, h) > presize:
+                k = presize / min(w, h)
+                img = img.resize((max(presize, round(w * k)), max(presize, round(h * k))), Image.Resampling.BILINEAR)
+            return np.asarray(img)
+
+        jobs = [(p, True) for p in valid] + [(p, False) for p in train]
+        used = 0
+        with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as ex:
+            for (p, _), a in zip(jobs, ex.map(view, jobs)):
+                if a is not None and used + a.nbytes <= budget:
+                    self.views[p] = a
+                    used += a.nbytes
+        return used
+
+
+def _available_memory() -> int:
+    "Bytes of memory available to this process (Linux MemAvailable), or 0 when it cannot be told."
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 class Presize(RandTransform):
@@ -174,6 +236,15 @@ def split_indices(items: list[Path], labels: list[str], cfg: TrainConfig, root: 
     return sorted(train), sorted(valid)
 
 
+def auto_workers(device: str | torch.device | None) -> int:
+    """DataLoader worker processes for `--workers -1`: min(8, cores) feeding a GPU, none on a CPU-only machine.
+
+    Measured on a 2-core CPU (BENCHMARKS.md): worker processes there only steal cores from the model.
+    """
+    on_gpu = device is not None and torch.device(device).type == "cuda"
+    return min(8, os.cpu_count() or 1) if on_gpu else 0
+
+
 def get_dls(cfg: TrainConfig, device: str | None = None) -> DataLoaders:
     """The `DataLoaders` for `cfg`: items found, labelled, split, presized and augmented.
 
@@ -197,17 +268,33 @@ def get_dls(cfg: TrainConfig, device: str | None = None) -> DataLoaders:
     if len(set(labels)) < 2:
         raise DataError(f"only one class ({labels[0]!r}) in {folder}: a classifier needs at least two")
     train, valid = split_indices(items, labels, cfg, root)
+    cache = ImageCache()
+    if cfg.cache:
+        t0 = time.perf_counter()
+        ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # each process on this machine keeps its own
+        used = cache.fill(
+            [items[i] for i in train],
+            [items[i] for i in valid],
+            cfg.size,
+            cfg.presize,
+            budget=_available_memory() // 4 // ranks_here,
+        )
+        log.info(
+            "decoded %d of %d images into RAM (%.0f MB) in %.1fs",
+            len(cache.views),
+            len(items),
+            used / 2**20,
+            time.perf_counter() - t0,
+        )
     dblock = DataBlock(
         blocks=(ImageBlock(cls=PetImage), CategoryBlock),
+        get_x=cache,
         get_y=labeller,
         splitter=lambda _: (train, valid),  # not exported: Learner.export drops the DataLoaders' items
         item_tfms=Presize(cfg.size, cfg.presize, cfg.min_scale),
         batch_tfms=aug_transforms(size=cfg.size),
     )
-    workers = cfg.workers
-    if workers < 0:  # measured on a 2-core CPU: worker processes only steal cores from the model (BENCHMARKS.md)
-        on_gpu = device is not None and torch.device(device).type == "cuda"
-        workers = min(8, os.cpu_count() or 1) if on_gpu else 0
+    workers = cfg.workers if cfg.workers >= 0 else auto_workers(device)
     log.info(
         "%d images (%d train, %d valid), %d classes, from %s",
         len(items),
@@ -216,4 +303,6 @@ def get_dls(cfg: TrainConfig, device: str | None = None) -> DataLoaders:
         len(set(labels)),
         folder,
     )
-    return dblock.dataloaders(items, bs=cfg.bs, num_workers=workers, device=device)
+    dls = dblock.dataloaders(items, bs=cfg.bs, num_workers=workers, device=device)
+    dls.image_cache = cache  # for inspection; the DataBlock holds its own reference
+    return dls

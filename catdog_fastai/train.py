@@ -29,10 +29,10 @@ from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.data.core import DataLoaders
 from fastai.data.transforms import Normalize
-from fastai.learner import Learner
+from fastai.learner import AvgSmoothLoss, Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, error_rate
-from fastai.optimizer import SGD, Adam, Lamb, QHAdam, RAdam, RMSProp, ranger
+from fastai.optimizer import SGD, Lamb, OptimWrapper, QHAdam, RAdam, RMSProp, ranger
 from fastai.torch_core import set_seed
 
 from .config import TrainConfig, parse_config
@@ -43,6 +43,19 @@ from .model import ModelError, build_model, norm_stats, splitter
 
 log = logging.getLogger("catdog_fastai")
 CHECKPOINT, BEST, HISTORY = "checkpoint.pth", "best.pth", "history.csv"
+
+
+def Adam(params: Any, lr: float, **kw: Any) -> OptimWrapper:  # noqa: N802 - named like fastai's optimizers
+    """fastai's Adam (decoupled weight decay, betas 0.9/0.99, eps 1e-5) computed by `torch.optim.AdamW`.
+
+    Same update rule, but torch's multi-tensor kernels update every weight in a few launches, where fastai's
+    `Optimizer` runs a Python loop of small kernels per weight tensor: that loop was a large part of each GPU
+    step (BENCHMARKS.md). fastai's `OptimWrapper` keeps one-cycle momentum, freezing, discriminative rates and
+    `--wd` (set by `fit`); unlike fastai's optimizer it also decays batch-norm and bias weights.
+    """
+    return OptimWrapper(params, torch.optim.AdamW, lr=lr, betas=(0.9, 0.99), eps=1e-5, **kw)
+
+
 OPT_FUNCS = {
     "adam": Adam,
     "sgd": SGD,
@@ -142,6 +155,36 @@ def export(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any]) -> Path:
         learn.catdog_meta = meta  # travels inside model.pkl, so load_predictor(trusted=True) needs nothing else
         atomic_write(out / PKL, lambda p: learn.export(p))
     return out
+
+
+class DeviceSmoothLoss(AvgSmoothLoss):
+    "fastai's smoothed training loss, kept on the loss's device instead of copied to the CPU after every batch."
+
+    def accumulate(self, learn: Learner) -> None:
+        self.count += 1
+        loss = learn.loss.detach().float().mean()
+        self.val = torch.lerp(loss, self.val.to(loss.device), self.beta)
+
+
+class LossOnDevice(Callback):
+    """Swap in `DeviceSmoothLoss` while fitting on a GPU.
+
+    fastai's recorder moves the loss to the CPU after each batch, which makes the CPU wait for the GPU to finish
+    the step before it can queue the next one; kept on the GPU, it is read once an epoch.
+    """
+
+    order = 40  # before Recorder (50) resets it
+
+    def before_fit(self) -> None:
+        self.orig = self.recorder.smooth_loss
+        vars(self.recorder)["smooth_loss"] = DeviceSmoothLoss(beta=self.orig.beta)  # vars: no fastai warning
+
+    def after_fit(self) -> None:
+        rec = self.recorder
+        vars(rec)["smooth_loss"] = self.orig
+        if rec.losses and torch.is_tensor(rec.losses[-1]) and rec.losses[-1].device.type != "cpu":
+            rec.losses = list(torch.stack(rec.losses).cpu().unbind())  # as fastai keeps them: for plot_loss
+            self.learn.smooth_loss = rec.losses[-1]
 
 
 class Checkpointer(Callback):
@@ -278,8 +321,12 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
         _check_writable(out)
     if world_size() > 1 and cfg.lr_value() is None:
         raise LaunchError("--lr auto runs lr_find on one process: run it without the launcher, then pass --lr")
-    set_seed(cfg.seed, reproducible=True)
-    dls = get_dls(dataclasses.replace(cfg, bs=per_rank_bs(cfg.bs)), device=_device())
+    device = _device()
+    # Bit-reproducible on the CPU (what --resume is tested against). On a GPU, cuDNN picks the fastest kernels
+    # for our fixed input size instead of deterministic ones (BENCHMARKS.md).
+    set_seed(cfg.seed, reproducible=device.type == "cpu")
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    dls = get_dls(dataclasses.replace(cfg, bs=per_rank_bs(cfg.bs)), device=device)
     learn = get_learner(dls, cfg)
     quiet_bar = not sys.stdout.isatty()
     if quiet_bar:  # logs and CI: one line per epoch from Checkpointer instead of bars and raw lists
@@ -324,11 +371,12 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
                 learn.create_opt()
                 learn.opt.load_state_dict(ckpt["opt"])
                 _set_rng_state(ckpt["rng"], dls)
+        on_gpu = [LossOnDevice()] if device.type == "cuda" else []
         with distrib(learn):
             learn.fit_one_cycle(
                 ph.epochs,
                 ph.lr,
-                cbs=[Checkpointer(cfg, i, state, quiet_bar), *(cbs or [])],
+                cbs=[Checkpointer(cfg, i, state, quiet_bar), *on_gpu, *(cbs or [])],
                 start_epoch=start_epoch if i == start_phase else 0,
                 **ph.kw,
             )

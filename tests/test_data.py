@@ -5,7 +5,15 @@ import pytest
 from conftest import PETS, tiny_cfg
 from PIL import Image
 
-from catdog_fastai.data import DataError, download_pets, find_images, get_dls, image_dir, split_indices
+from catdog_fastai.data import (
+    DataError,
+    ImageCache,
+    download_pets,
+    find_images,
+    get_dls,
+    image_dir,
+    split_indices,
+)
 from catdog_fastai.labels import breed, cat_or_dog, is_cat, label_func
 
 
@@ -149,3 +157,36 @@ def test_offline_download_fails_fast_with_the_fix(no_network, monkeypatch, tmp_p
     with pytest.raises(DataError) as e:
         download_pets()
     assert "--data DIR" in str(e.value) and "could not download" in str(e.value)
+
+
+def test_image_cache_gives_the_same_batches_as_decoding_every_epoch():
+    "Validation pixels are identical with and without the cache; training crops come from the shrunk photo."
+    import torch
+
+    cached, plain = (get_dls(tiny_cfg(PETS, task="breeds", cache=c)) for c in (True, False))
+    cache = cached.image_cache
+    assert isinstance(cache, ImageCache) and len(cache.views) == len(find_images(PETS)[0])
+    xc, yc = cached.valid.one_batch()
+    xp, yp = plain.valid.one_batch()
+    assert torch.equal(yc, yp) and torch.equal(xc, xp)
+    for p in cached.train.items[:5]:
+        a = cache.views[p]
+        assert min(a.shape[:2]) <= 80 and a.shape[2] == 3  # short side shrunk to --presize 80
+
+
+def test_image_cache_never_travels_in_a_pickle_and_respects_its_budget(pets_copy):
+    import pickle
+
+    items, _ = find_images(pets_copy)
+    cache = ImageCache()
+    used = cache.fill(items[:10], items[10:15], size=64, presize=80, budget=10**9)
+    assert len(cache.views) == 15 and used == sum(a.nbytes for a in cache.views.values())
+    assert pickle.loads(pickle.dumps(cache)).views == {}  # exports stay small and carry no photos
+    small = ImageCache()
+    assert small.fill(items[:10], [], size=64, presize=80, budget=40_000) <= 40_000
+    assert 0 < len(small.views) < 10
+    (pets_copy / items[0].name).write_bytes(b"gone bad after the check")
+    again = ImageCache()
+    again.fill(items[:3], [], size=64, presize=80, budget=10**9)
+    assert items[0] not in again.views and len(again.views) == 2  # left to the normal path, which reports it
+    assert again(items[0]) == items[0]

@@ -272,4 +272,44 @@ def test_every_optimizer_trains(tmp_path, opt):
         learn.fit_one_cycle(1, 1e-2)
     after = list(learn.model[1].parameters())
     assert any(not torch.equal(a, b) for a, b in zip(after, before))  # the head's weights moved
-    assert type(learn.opt).__name__ in ("Optimizer", "Lookahead")
+    assert type(learn.opt).__name__ in ("Optimizer", "Lookahead")  # fastai's own; adam: see below
+
+
+def test_adam_is_fastais_adam_run_by_torch_adamw(tmp_path):
+    "Same hyper-parameters as fastai's Adam, one-cycle momentum and discriminative rates reach torch's AdamW."
+    from catdog_fastai.data import get_dls
+    from catdog_fastai.train import get_learner
+
+    cfg = tiny_cfg(tmp_path, task="catdog", wd=0.05)
+    learn = get_learner(get_dls(cfg), cfg)
+    learn.unfreeze()
+    with learn.no_bar():
+        learn.fit_one_cycle(1, slice(1e-4, 1e-2))
+    opt = learn.opt.opt
+    assert isinstance(opt, torch.optim.AdamW)
+    body, head = opt.param_groups
+    assert body["weight_decay"] == head["weight_decay"] == 0.05  # --wd, set by fit
+    assert body["eps"] == 1e-5 and body["betas"][1] == 0.99
+    assert body["lr"] < head["lr"]  # discriminative rates survived the wrapper
+    assert 0.85 <= body["betas"][0] <= 0.95  # momentum scheduled by fit_one_cycle
+    assert len(opt.state) > 0  # it actually stepped
+
+
+def test_loss_on_device_records_the_same_losses_as_fastai(tmp_path):
+    "The GPU-only callback, run here on the CPU: same smoothed losses as fastai's recorder, as CPU tensors."
+    from fastai.torch_core import set_seed
+
+    from catdog_fastai.data import get_dls
+    from catdog_fastai.train import LossOnDevice, get_learner
+
+    losses = []
+    for cbs in ([], [LossOnDevice()]):
+        set_seed(0, reproducible=True)
+        cfg = tiny_cfg(tmp_path, task="catdog")
+        learn = get_learner(get_dls(cfg), cfg)
+        with learn.no_bar():
+            learn.fit_one_cycle(1, 1e-3, cbs=cbs)
+        losses.append(torch.stack(learn.recorder.losses))
+        assert type(learn.recorder.smooth_loss).__name__ == "AvgSmoothLoss"  # restored after the fit
+    assert losses[1].device.type == "cpu" and len(losses[1]) == len(losses[0]) > 0
+    assert torch.allclose(losses[0], losses[1], atol=1e-6)
