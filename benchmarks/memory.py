@@ -8,7 +8,6 @@ Each figure is a separate process's peak resident set (Linux `VmHWM` / `ru_maxrs
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -42,36 +41,25 @@ def app_peak(model_dir: Path, n: int = 20) -> float:
             proc.wait(timeout=30)
 
 
-def train_peak(data: str, weights: str, size: int, bs: int) -> float:
-    "Peak RSS of one unfrozen epoch of catdog-train (a child process)."
+_TRAIN_AND_REPORT = """
+import sys
+from catdog_fastai.train import main
+rc = main(sys.argv[1:])
+hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]
+print('VmHWM_KB', hwm)
+sys.exit(rc)
+"""
+
+
+def train_peak(data: str, weights: str, size: int, bs: int, *extra: str) -> float:
+    "Peak RSS of one unfrozen epoch of catdog-train, read by the training process itself as it exits."
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "catdog_fastai.train",
-                "--data",
-                data,
-                "--weights",
-                weights,
-                "--task",
-                "breeds",
-                "--epochs",
-                "1",
-                "--freeze-epochs",
-                "0",
-                "--size",
-                str(size),
-                "--bs",
-                str(bs),
-                "--out",
-                out,
-                "--no-pkl",
-            ],
-            check=True,
-            capture_output=True,
+        args = ["--data", data, "--weights", weights, "--task", "breeds", "--epochs", "1", "--freeze-epochs", "0"]
+        args += ["--size", str(size), "--bs", str(bs), "--out", out, "--no-pkl", *extra]
+        res = subprocess.run(
+            [sys.executable, "-c", _TRAIN_AND_REPORT, *args], check=True, capture_output=True, text=True
         )
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return int(res.stdout.split("VmHWM_KB")[-1].split()[0]) / 1024
 
 
 def main() -> None:
@@ -81,16 +69,22 @@ def main() -> None:
     ap.add_argument("--weights", default="../shared/weights/tf_efficientnet_lite0.in1k.safetensors")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--bs", type=int, default=32)
+    ap.add_argument("--train-only", action="store_true", help="skip the app measurements")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as empty:
-        bare = app_peak(Path(empty))
-    loaded = app_peak(Path(args.model))
-    print(
-        f"app peak RSS: {bare:.0f} MB without a model, {loaded:.0f} MB serving {args.model} "
-        f"({loaded - bare:+.0f} MB for the loaded model and its first predictions)"
-    )
-    t = train_peak(args.data, args.weights, args.size, args.bs)
-    print(f"training peak RSS: {t:.0f} MB (catdog-train, 1 unfrozen epoch, {args.size}px, batch {args.bs}, CPU)")
+    if not args.train_only:
+        with tempfile.TemporaryDirectory() as empty:
+            bare = app_peak(Path(empty))
+        loaded = app_peak(Path(args.model))
+        print(
+            f"app peak RSS: {bare:.0f} MB without a model, {loaded:.0f} MB serving {args.model} "
+            f"({loaded - bare:+.0f} MB for the loaded model and its first predictions)"
+        )
+    for extra in ([], ["--no-cache"]):
+        t = train_peak(args.data, args.weights, args.size, args.bs, *extra)
+        print(
+            f"training peak RSS: {t:.0f} MB (catdog-train {' '.join(extra) or '(decoded photos cached)'}, "
+            f"1 unfrozen epoch, {args.size}px, batch {args.bs}, CPU)"
+        )
 
 
 if __name__ == "__main__":
