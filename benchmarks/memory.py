@@ -79,10 +79,10 @@ def main() -> None:
             f"app peak RSS: {bare:.0f} MB without a model, {loaded:.0f} MB serving {args.model} "
             f"({loaded - bare:+.0f} MB for the loaded model and its first predictions)"
         )
-    for extra in ([], ["--no-cache"]):
+    for extra in ([], ["--cache"]):
         t = train_peak(args.data, args.weights, args.size, args.bs, *extra)
         print(
-            f"training peak RSS: {t:.0f} MB (catdog-train {' '.join(extra) or '(decoded photos cached)'}, "
+            f"training peak RSS: {t:.0f} MB (catdog-train {' '.join(extra) or '(default)'}, "
             f"1 unfrozen epoch, {args.size}px, batch {args.bs}, CPU)"
         )
 

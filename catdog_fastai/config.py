@@ -57,9 +57,10 @@ class TrainConfig:
         -1, "DataLoader worker processes; -1 = auto: CPU cores (max 8) on a GPU machine, 0 on CPU-only", "data"
     )
     cache: bool = _f(
-        True,
+        False,
         "decode each photo once and keep it in RAM (at most a quarter of available memory) instead of decoding "
-        "it again every epoch",
+        "it again every epoch; no speed-up measured on a 2-core CPU or an H100 (BENCHMARKS.md), costs ~1.5 GB "
+        "for all of Pets",
         "data",
     )
     # model

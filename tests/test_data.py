@@ -166,6 +166,7 @@ def test_image_cache_gives_the_same_batches_as_decoding_every_epoch():
     cached, plain = (get_dls(tiny_cfg(PETS, task="breeds", cache=c)) for c in (True, False))
     cache = cached.image_cache
     assert isinstance(cache, ImageCache) and len(cache.views) == len(find_images(PETS)[0])
+    assert plain.image_cache.views == {}  # the default: nothing decoded ahead
     xc, yc = cached.valid.one_batch()
     xp, yp = plain.valid.one_batch()
     assert torch.equal(yc, yp) and torch.equal(xc, xp)
