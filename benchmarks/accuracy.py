@@ -151,12 +151,29 @@ def _variant(name: str, epochs: int) -> tuple[dict, list, list]:
     def fastai_adam():
         return mock.patch.dict(train.OPT_FUNCS, adam=Adam)
 
+    def no_aug_syncs():
+        """fastai's batch augmentation without its two GPU->CPU waits, same arithmetic: `_grid_sample` reads the
+        zoom range (`.item()`) only when it can matter (resizing up by > 200 %, never at presize 320 -> 224), and
+        Warp's `solve` skips the host-side error check (`solve_ex`)."""
+        import fastai.vision.augment as aug
+        import torch.nn.functional as F
+
+        def grid_sample(x, coords, mode="bilinear", padding_mode="reflection", align_corners=None):
+            if mode == "bilinear":
+                d = min(x.shape[-2] / coords.shape[-2], x.shape[-1] / coords.shape[-1]) / 2
+                if d > 1 and d > 1 / (coords.max() - coords.min()).item() * 2:
+                    x = F.interpolate(x, scale_factor=1 / d, mode="area", recompute_scale_factor=True)
+            return F.grid_sample(x, coords, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
+
+        return mock.patch.multiple(aug, _grid_sample=grid_sample, solve=lambda A, B: torch.linalg.solve_ex(A, B)[0])
+
     def sync_loss():  # the recorder's loss copied to the CPU every batch, as fastai does
         return mock.patch.multiple(train.LossOnDevice, before_fit=lambda self: None, after_fit=lambda self: None)
 
     return {
         "ours": ({}, [], []),
         "ours+cache": (dict(cache=True), [], []),
+        "ours+nosyncaug": ({}, [], [no_aug_syncs()]),  # not measured yet: needs a GPU (BENCHMARKS.md §3)
         "ours+ls": (dict(label_smoothing=0.1), [], []),
         "ours+mixup": ({}, [MixUp(0.4)], []),
         "ours+cutmix": ({}, [CutMix(1.0)], []),
@@ -367,7 +384,7 @@ def main() -> None:
         nargs="+",
         default=["ours", "course", "timm"],
         help="ours, course, timm, or a variant of ours: ours+ls, ours+mixup, ours+cutmix, ours+freeze3, "
-        "ours+res288, ours+lrfind, ours+sgd; speed: ours+cache, and changes undone: ours-fusedadam, "
+        "ours+res288, ours+lrfind, ours+sgd; speed: ours+cache, ours+nosyncaug, and changes undone: ours-fusedadam, "
         "ours-lossondevice, ours+deterministic, ours-v0.1 (all three)",
     )
     ap.add_argument("--json", help="also write the results here")
