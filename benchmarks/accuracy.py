@@ -68,16 +68,11 @@ def train_valid(train: Path, seed: int) -> tuple[list[Path], set[str]]:
 
 
 def _score(top1: list[str], files: list[Path], task: str) -> dict:
-    "Held-out accuracy: breeds (breed models) and cat/dog (every model; a breed implies cat or dog)."
-    from catdog_fastai.labels import breed, breed_is_cat, cat_or_dog, is_cat
+    "Held-out accuracy, as `catdog-evaluate` computes it: breeds (breed models) and cat/dog (every model)."
+    from catdog_fastai.evaluate import accuracies
 
-    n = len(files)
-    if task == "catdog":
-        return dict(breeds_acc=None, catdog_acc=sum(p == cat_or_dog(f) for p, f in zip(top1, files)) / n)
-    return dict(
-        breeds_acc=sum(p == breed(f) for p, f in zip(top1, files)) / n,
-        catdog_acc=sum(breed_is_cat(p) == is_cat(f) for p, f in zip(top1, files)) / n,
-    )
+    acc = accuracies(top1, files, task)
+    return dict(breeds_acc=acc.get("breeds_accuracy"), catdog_acc=acc["catdog_accuracy"])
 
 
 WORKERS = -1  # --workers

@@ -79,6 +79,17 @@ def report(learn: Any, out: str | os.PathLike, top_k: int = 9) -> dict[str, Any]
     return summary
 
 
+def accuracies(top1: list[str], items: list[Path], task: str) -> dict[str, float]:
+    "Accuracy of top-1 labels for Pets-named photos: breeds (breed models) and cat/dog (every model)."
+    n = len(items)
+    res = {}
+    if task == "breeds":
+        res["breeds_accuracy"] = sum(p == breed(f) for p, f in zip(top1, items)) / n
+        top1 = ["cat" if breed_is_cat(p) else "dog" for p in top1]  # a breed prediction implies cat or dog
+    res["catdog_accuracy"] = sum(p == cat_or_dog(f) for p, f in zip(top1, items)) / n
+    return res
+
+
 def evaluate_folder(model: str | os.PathLike, data: str | os.PathLike, bs: int = 32) -> dict[str, Any]:
     """Accuracy of an export on every `Breed_N` photo in `data` (or `data/images`), via `load_predictor`."""
     from .data import find_images, image_dir
@@ -90,14 +101,7 @@ def evaluate_folder(model: str | os.PathLike, data: str | os.PathLike, bs: int =
     top1 = [r[0][0] for r in results]
     task = pred.meta.get("task", "breeds")
     res: dict[str, Any] = dict(model=str(model), data=str(data), n=len(items), skipped=len(skipped), task=task)
-    truth_cd = [cat_or_dog(p) for p in items]
-    if task == "breeds":
-        res["breeds_accuracy"] = sum(p == breed(f) for p, f in zip(top1, items)) / len(items)
-        guess_cd = ["cat" if breed_is_cat(p) else "dog" for p in top1]
-    else:
-        guess_cd = top1
-    res["catdog_accuracy"] = sum(g == t for g, t in zip(guess_cd, truth_cd)) / len(items)
-    return res
+    return {**res, **accuracies(top1, items, task)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,8 @@ from catdog_fastai import TrainConfig
 
 PETS = Path(__file__).parent / "data" / "pets"  # 113 real Oxford-IIIT Pets photos, CC BY-SA 4.0 (see ATTRIBUTION.md)
 TINY = dict(arch="test_efficientnet", pretrained=False, size=64, presize=80, bs=16, workers=0)
-TINY_ARGS = ["--arch", "test_efficientnet", "--no-pretrained", "--size", "64", "--presize", "80", "--workers", "0"]
+TINY_ARGS = ["--arch", TINY["arch"], "--no-pretrained", "--size", str(TINY["size"]), "--presize", str(TINY["presize"])]
+TINY_ARGS += ["--workers", str(TINY["workers"])]  # the same settings for catdog-train's command line (no --bs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

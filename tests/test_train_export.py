@@ -313,3 +313,14 @@ def test_loss_on_device_records_the_same_losses_as_fastai(tmp_path):
         assert type(learn.recorder.smooth_loss).__name__ == "AvgSmoothLoss"  # restored after the fit
     assert losses[1].device.type == "cpu" and len(losses[1]) == len(losses[0]) > 0
     assert torch.allclose(losses[0], losses[1], atol=1e-6)
+
+
+def test_accuracies_score_breeds_and_the_cat_or_dog_a_breed_implies():
+    from catdog_fastai.evaluate import accuracies
+
+    files = [Path("Bengal_1.jpg"), Path("Persian_2.jpg"), Path("pug_3.jpg")]
+    assert accuracies(["Bengal", "Siamese", "beagle"], files, "breeds") == {
+        "breeds_accuracy": 1 / 3,
+        "catdog_accuracy": 1.0,  # Siamese for a Persian is still a cat; beagle for a pug still a dog
+    }
+    assert accuracies(["cat", "dog", "dog"], files, "catdog") == {"catdog_accuracy": 2 / 3}
