@@ -46,15 +46,14 @@ class PetImage(PILImage):
 class ImageCache:
     """Photos decoded once per run and kept in RAM, so no epoch after the first pays for JPEG decoding again.
 
-    Decoding is the largest per-photo cost of the input pipeline (~2.8 ms for a Pets JPEG, against ~1.2 ms for
-    the crop, resize and tensor conversion of a decoded one), and without a cache it is paid every epoch. On the
-    machines measured (BENCHMARKS.md) decoding did not set the pace, so it is off by default (`--cache` turns it
-    on): an option for machines with few cores per GPU, not a measured speed-up. Training photos are kept with
-    their short side shrunk to `presize` (the random crop happens after, as before); validation photos are kept
-    as their final `center_crop_resize` view, so validation sees exactly the pixels the predictor sees. Used as
-    the DataBlock's `get_x`: a cached item comes back as a PIL image, any other as its path, and
-    `PetImage.create` accepts both. It pickles empty, so an export never carries photos, and DataLoader workers
-    started by fork read the parent's copy without duplicating it.
+    Without a cache, every photo is decoded again every epoch (on the 2-core CPU the item pipeline takes 1.9 ms a
+    photo, 1.5 ms with the cache: `benchmarks/input_pipeline.py`). On the machines measured (BENCHMARKS.md) decoding
+    did not set the pace, so it is off by default (`--cache` turns it on): an option for machines with few cores per
+    GPU, not a measured speed-up. Training photos are kept with their short side shrunk to `presize` (the random
+    crop happens after, as before); validation photos are kept as their final `center_crop_resize` view, so
+    validation sees exactly the pixels the predictor sees. Used as the DataBlock's `get_x`: a cached item comes back
+    as a PIL image, any other as its path, and `PetImage.create` accepts both. It pickles empty, so an export never
+    carries photos, and DataLoader workers started by fork read the parent's copy without duplicating it.
     """
 
     def __init__(self) -> None:
