@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PETS, TINY_ARGS, tiny_cfg
+from conftest import PETS, TINY, TINY_ARGS, tiny_cfg
 from test_resume import InterruptAt
 
 from catdog_fastai.train import CHECKPOINT, train_model
@@ -50,6 +50,8 @@ def test_cli_under_torchrun_logs_once(tmp_path):
             "1",
             "--no-pkl",
             *TINY_ARGS,
+            "--bs",
+            str(TINY["bs"]),  # as before TINY_ARGS was shared: global batch 16, 8 per rank
         ]
     )
     assert r.returncode == 0, r.stderr[-3000:]
