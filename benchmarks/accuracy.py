@@ -177,10 +177,15 @@ def _variant(name: str, epochs: int) -> tuple[dict, list, list]:
         "ours+lrfind": (dict(lr="auto"), [], []),
         "ours+sgd": (dict(opt="sgd", lr="2e-2"), [], []),
         # speed changes undone
+        "ours-channelslast": (dict(channels_last=False), [], []),
         "ours-fusedadam": ({}, [], [fastai_adam()]),
         "ours-lossondevice": ({}, [], [sync_loss()]),
         "ours+deterministic": ({}, [Deterministic()], []),
-        "ours-v0.1": ({}, [Deterministic()], [fastai_adam(), sync_loss()]),  # the 0.1.0 pipeline
+        "ours-v0.1": (  # the 0.1.0 pipeline: channels_last on GPUs only
+            dict(channels_last=torch.cuda.is_available()),
+            [Deterministic()],
+            [fastai_adam(), sync_loss()],
+        ),
     }[name]
 
 
@@ -271,8 +276,12 @@ def run_course(train: Path, heldout: Path | None, weights: str, epochs: int, see
     return dict(**_score([str(dls.vocab[i]) for i in preds.argmax(1)], files, task), **res)
 
 
-def run_timm(train: Path, heldout: Path | None, weights: str, epochs: int, seed: int, task: str) -> dict:
-    "Plain PyTorch + timm: RandomResizedCrop, AdamW one-cycle 2e-3, label smoothing 0.1, bf16 on GPU (epochs + 1)."
+def run_timm(
+    train: Path, heldout: Path | None, weights: str, epochs: int, seed: int, task: str, channels_last: bool = False
+) -> dict:
+    """Plain PyTorch + timm: RandomResizedCrop, AdamW one-cycle 2e-3, label smoothing 0.1, bf16 on GPU (epochs + 1).
+
+    NCHW as written plainly (timm's own train.py has channels_last off by default); `timm+cl` turns it on."""
     import timm
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms as T
@@ -301,7 +310,7 @@ def run_timm(train: Path, heldout: Path | None, weights: str, epochs: int, seed:
             return self.tf(open_image(self.fs[i])), vocab.index(label(self.fs[i]))
 
     model = timm.create_model(ARCH, pretrained=True, num_classes=len(vocab), pretrained_cfg_overlay=dict(file=weights))
-    model.to(dev)
+    model.to(dev, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     dl = DataLoader(
         DS(files, tf_train),
         batch_size=32,
@@ -354,8 +363,8 @@ def run(recipe: str, train: Path, heldout: Path | None, args: argparse.Namespace
         r = run_ours(train, heldout, args.weights, args.epochs, seed, out, task, recipe)
     elif recipe == "course":
         r = run_course(train, heldout, args.weights, args.epochs, seed, task)
-    elif recipe == "timm":
-        r = run_timm(train, heldout, args.weights, args.epochs, seed, task)
+    elif recipe in ("timm", "timm+cl"):
+        r = run_timm(train, heldout, args.weights, args.epochs, seed, task, channels_last=recipe == "timm+cl")
     else:
         raise SystemExit(f"unknown recipe {recipe!r}")
     r.update(recipe=recipe, task=task, seed=seed, minutes=(time.perf_counter() - t) / 60)
@@ -378,9 +387,9 @@ def main() -> None:
         "--recipes",
         nargs="+",
         default=["ours", "course", "timm"],
-        help="ours, course, timm, or a variant of ours: ours+ls, ours+mixup, ours+cutmix, ours+freeze3, "
-        "ours+res288, ours+lrfind, ours+sgd; speed: ours+cache, ours+nosyncaug, and changes undone: ours-fusedadam, "
-        "ours-lossondevice, ours+deterministic, ours-v0.1 (all three)",
+        help="ours, course, timm, timm+cl (channels_last), or a variant of ours: ours+ls, ours+mixup, "
+        "ours+cutmix, ours+freeze3, ours+res288, ours+lrfind, ours+sgd; speed: ours+cache, ours+nosyncaug, and "
+        "changes undone: ours-channelslast, ours-fusedadam, ours-lossondevice, ours+deterministic, ours-v0.1 (all)",
     )
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--workers", type=int, default=-1, help="DataLoader workers for every recipe (-1: auto)")

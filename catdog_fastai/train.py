@@ -123,8 +123,8 @@ def get_learner(dls: DataLoaders, cfg: TrainConfig) -> Learner:
             learn.to_bf16()
         elif prec == "fp16":
             learn.to_fp16()
-        if cfg.channels_last:
-            learn.to_channelslast()
+    if cfg.channels_last:  # faster on the CPU too (BENCHMARKS.md); use_amp=False: precision is decided above
+        learn.to_channelslast(use_amp=False)
     if cfg.pretrained or cfg.weights:
         learn.freeze()
     return learn

@@ -29,6 +29,12 @@ def files(tmp_path_factory):
     return ok_cases(d), bad_cases(d)
 
 
+def test_predictor_runs_channels_last(pred):
+    "Faster on the CPU (BENCHMARKS.md); `test_safe_predictor_matches_fastai_predict` checks the numbers agree."
+    convs = [p for p in pred.model.parameters() if p.ndim == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+
+
 def test_predict_returns_top_k_best_first(pred):
     top = pred.predict(PHOTO, top_k=5)
     assert len(top) == 5 and all(lab in pred.vocab for lab, _ in top)

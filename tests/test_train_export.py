@@ -324,3 +324,22 @@ def test_accuracies_score_breeds_and_the_cat_or_dog_a_breed_implies():
         "catdog_accuracy": 1.0,  # Siamese for a Persian is still a cat; beagle for a pug still a dog
     }
     assert accuracies(["cat", "dog", "dog"], files, "catdog") == {"catdog_accuracy": 2 / 3}
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_channels_last_on_the_cpu_keeps_fp32(tmp_path, channels_last):
+    "channels_last (faster on the CPU too) changes the memory format only: fastai's default would add fp16 AMP."
+    from fastai.callback.fp16 import MixedPrecision
+
+    from catdog_fastai.data import get_dls
+    from catdog_fastai.train import get_learner
+
+    cfg = tiny_cfg(tmp_path, task="catdog", channels_last=channels_last)
+    learn = get_learner(get_dls(cfg), cfg)
+    with learn.no_bar():
+        learn.fit(1, 1e-3)
+    assert not any(isinstance(cb, MixedPrecision) for cb in learn.cbs)
+    conv = next(p for p in learn.model.parameters() if p.ndim == 4)
+    assert conv.dtype == torch.float32
+    assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert conv.is_contiguous() != channels_last
