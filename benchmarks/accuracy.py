@@ -143,6 +143,34 @@ def _variant(name: str, epochs: int) -> tuple[dict, list, list]:
         def after_fit(self):
             torch.backends.cudnn.deterministic = False
 
+    class EMA(Callback):
+        """timm's `ModelEmaV3` of the weights (decay 0.95, warmed up: ~1 epoch of 15 steps here), validated and
+        saved in place of the raw weights; the raw weights go on training. Each fit of fine_tune starts a new
+        average and ends with the model holding it (so the export is the EMA whichever epoch was best)."""
+
+        order = 95  # after_epoch: after the Checkpointer (90) saved the validated (EMA) weights
+
+        def before_fit(self):
+            from timm.utils import ModelEmaV3
+
+            self.ema, self.step, self.raw = ModelEmaV3(self.learn.model, decay=0.95, use_warmup=True), 0, None
+
+        def after_step(self):
+            self.step += 1
+            self.ema.update(self.learn.model, step=self.step)
+
+        def before_validate(self):
+            self.raw = {k: v.clone() for k, v in self.learn.model.state_dict().items()}
+            self.learn.model.load_state_dict(self.ema.module.state_dict())
+
+        def after_epoch(self):
+            if self.raw is not None:
+                self.learn.model.load_state_dict(self.raw)
+                self.raw = None
+
+        def after_fit(self):
+            self.learn.model.load_state_dict(self.ema.module.state_dict())
+
     def fastai_adam():
         return mock.patch.dict(train.OPT_FUNCS, adam=Adam)
 
@@ -170,6 +198,7 @@ def _variant(name: str, epochs: int) -> tuple[dict, list, list]:
         "ours+cache": (dict(cache=True), [], []),
         "ours+nosyncaug": ({}, [], [no_aug_syncs()]),  # not measured yet: needs a GPU (BENCHMARKS.md §3)
         "ours+ls": (dict(label_smoothing=0.1), [], []),
+        "ours+ema": ({}, [EMA()], []),
         "ours+mixup": ({}, [MixUp(0.4)], []),
         "ours+cutmix": ({}, [CutMix(1.0)], []),
         "ours+freeze3": (dict(freeze_epochs=3, epochs=max(1, epochs - 2)), [], []),
@@ -387,7 +416,7 @@ def main() -> None:
         "--recipes",
         nargs="+",
         default=["ours", "course", "timm"],
-        help="ours, course, timm, timm+cl (channels_last), or a variant of ours: ours+ls, ours+mixup, "
+        help="ours, course, timm, timm+cl (channels_last), or a variant of ours: ours+ls, ours+ema, ours+mixup, "
         "ours+cutmix, ours+freeze3, ours+res288, ours+lrfind, ours+sgd; speed: ours+cache, ours+nosyncaug, and "
         "changes undone: ours-channelslast, ours-fusedadam, ours-lossondevice, ours+deterministic, ours-v0.1 (all)",
     )
