@@ -65,17 +65,14 @@ def main() -> None:
 
     x1 = (pred.preprocess(photo)[None].float() / 255 - pred._mean) / pred._std
 
-    def raw_forward(x):
+    def raw_forward(x, m=model):
         with torch.inference_mode():
-            return model(x)
+            return m(x)
 
     nchw = copy.deepcopy(model).to(memory_format=torch.contiguous_format)  # the model as timm builds it
-
-    def raw_nchw(x):
-        with torch.inference_mode():
-            return nchw(x)
-
-    raw1, ours1, nchw1 = median_ms(lambda: raw_forward(x1), lambda: pred.predict(photo), lambda: raw_nchw(x1), n=args.n)
+    raw1, ours1, nchw1 = median_ms(
+        lambda: raw_forward(x1), lambda: pred.predict(photo), lambda: raw_forward(x1, nchw), n=args.n
+    )
     print(
         f"single image: raw forward {raw1:.1f} ms | Predictor.predict(path) {ours1:.1f} ms | "
         f"ratio {ours1 / raw1:.3f} (target <= 1.15) | raw forward of the NCHW model {nchw1:.1f} ms "
