@@ -70,15 +70,26 @@ def model_card(pred: Predictor) -> str:
     "Markdown: what this model is, how well it did, when and how it was trained."
     m = pred.meta
     metrics, cfg, v = m.get("metrics", {}), m.get("config", {}), m.get("versions", {})
-    acc = metrics.get("valid_accuracy")
-    lines = [
-        f"### {m['arch']} · {m.get('task', '?')} · {len(pred.vocab)} classes",
-        f"- **Validation accuracy:** {acc:.1%} on {metrics.get('n_valid', '?')} held-out photos"
-        if acc is not None
-        else "- **Validation accuracy:** not recorded",
-    ]
+    acc, bal = metrics.get("valid_accuracy"), metrics.get("valid_balanced_accuracy")
+    lines = [f"### {m['arch']} · {m.get('task', '?')} · {len(pred.vocab)} classes"]
+    if acc is None:
+        lines.append("- **Validation accuracy:** not recorded")
+    else:
+        lines.append(
+            f"- **Validation accuracy:** {acc:.1%} on {metrics.get('n_valid', '?')} held-out photos"
+            + (f"; balanced (every class weighs the same): {bal:.1%}" if bal is not None else "")
+        )
     if "valid_catdog_accuracy" in metrics:
-        lines.append(f"- **Cat vs dog accuracy** (from the breed predictions): {metrics['valid_catdog_accuracy']:.1%}")
+        cd_bal = metrics.get("valid_catdog_balanced_accuracy")
+        lines.append(
+            f"- **Cat vs dog accuracy** (from the breed predictions): {metrics['valid_catdog_accuracy']:.1%}"
+            + (f"; every breed weighing the same: {cd_bal:.1%}" if cd_bal is not None else "")
+        )
+    if metrics.get("n_few_valid_classes"):
+        lines.append(
+            f"- {metrics['n_few_valid_classes']} classes have fewer than 5 validation photos: read these figures as "
+            "rough."
+        )
     lines += [
         f"- **Input:** {pred.size}×{pred.size} px centre crop, normalised with mean {m['mean']} / std {m['std']}",
         f"- **Trained:** {m.get('created', '?')} · {cfg.get('freeze_epochs', '?')} frozen + {cfg.get('epochs', '?')} "

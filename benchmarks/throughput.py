@@ -21,20 +21,23 @@ import warnings
 from pathlib import Path
 
 import torch
-from accuracy import _workers, run
+from recipes import _workers, run
 
 from catdog_fastai.labels import breed
 
 
 def replicate(src: Path, dst: Path, copies: int) -> Path:
-    "`copies` symlinks of every Breed_N photo in `src`, named Breed_{N + 100000 k} so they stay Pets names."
-    dst.mkdir(parents=True)
-    for p in sorted(src.iterdir()):
+    """`copies` symlinks of every Breed_N photo in `src`, named Breed_{N + 100000 k} so they stay Pets names, laid
+    out as dst/train (4 photos in 5) and dst/valid (the 5th), the folder layout every recipe reads."""
+    for part in ("train", "valid"):
+        (dst / part).mkdir(parents=True)
+    for i, p in enumerate(sorted(src.iterdir())):
         if p.suffix.lower() != ".jpg":
             continue
         n = int(p.stem.rsplit("_", 1)[1])
         for k in range(copies):
-            (dst / f"{breed(p)}_{n + 100000 * k}{p.suffix}").symlink_to(p.resolve())
+            part = "valid" if (i + k) % 5 == 0 else "train"
+            (dst / part / f"{breed(p)}_{n + 100000 * k}{p.suffix}").symlink_to(p.resolve())
     return dst
 
 
@@ -55,7 +58,7 @@ def main() -> None:
         data = replicate(Path(args.data), Path(tmp) / "images", args.copies)
         dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
         print(
-            f"{len(list(data.iterdir()))} photos (80 % trained on), tf_efficientnet_lite0, 224 px, batch 32, "
+            f"{sum(1 for _ in data.rglob('*.jpg'))} photos (80 % trained on), tf_efficientnet_lite0, 224 px, batch 32, "
             f"1 + {args.epochs} epochs; {dev}; workers {_workers()}",
             flush=True,
         )
@@ -63,7 +66,7 @@ def main() -> None:
         for rep in range(args.repeats):
             for recipe in args.recipes:
                 try:
-                    r = run(recipe, data, None, args, seed=rep, task="breeds", tmp=Path(tmp))
+                    r = run(recipe, data, args, seed=rep, task="breeds", tmp=Path(tmp), score=False)
                 except Exception as e:  # noqa: BLE001 - report and go on with the other recipes
                     print(f"{recipe:13} failed: {type(e).__name__}: {e}", flush=True)
                     continue

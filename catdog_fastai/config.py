@@ -34,10 +34,11 @@ class TrainConfig:
         choices=("catdog", "breeds"),
     )
     split: str = _f(
-        "random",
-        "random (--valid-pct, --seed), stratified (same, per class) or official (annotations/trainval.txt + test.txt)",
+        "stratified",
+        "stratified (--valid-pct of every class, so every class is measured), random (--valid-pct of all photos), "
+        "official (annotations/trainval.txt + test.txt) or folders (train/ and valid/ subfolders of --data)",
         "data",
-        choices=("random", "stratified", "official"),
+        choices=("stratified", "random", "official", "folders"),
     )
     valid_pct: float = _f(0.2, "validation fraction for random/stratified splits", "data")
     size: int = _f(
@@ -79,6 +80,13 @@ class TrainConfig:
     opt: str = _f("adam", "optimizer from the SGD family", "train", choices=OPTIMIZERS)
     wd: float = _f(0.01, "weight decay (decoupled for adam-style optimizers)", "train")
     label_smoothing: float = _f(0.0, "label smoothing for the cross-entropy loss; 0 disables", "train")
+    logit_adjust: float = _f(
+        1.0,
+        "tau of the logit-adjusted loss (Menon et al. 2021): the model learns class-balanced probabilities from "
+        "imbalanced photos (+X balanced accuracy, BENCHMARKS.md); identical to cross-entropy on balanced data; "
+        "0 = plain cross-entropy",
+        "train",
+    )
     seed: int = _f(42, "random seed for the split, the initial head weights and augmentation", "train")
     precision: str = _f(
         "auto",
@@ -92,6 +100,13 @@ class TrainConfig:
     # output
     out: str = _f("models", "output folder: model.safetensors + model.json, model.pkl, report, history.csv", "output")
     resume: bool = _f(False, "continue an interrupted run from OUT/checkpoint.pth", "output")
+    export_epoch: str = _f(
+        "last",
+        "last (one-cycle's final epoch) or best (the epoch with the most validation hits, only where a McNemar "
+        "test says the validation set can tell it from the last one)",
+        "output",
+        choices=("last", "best"),
+    )
     pkl: bool = _f(True, "also write model.pkl (fastai learn.export) beside the pickle-free export", "output")
 
     def lr_value(self) -> float | None:
@@ -122,6 +137,8 @@ class TrainConfig:
             problems.append(f"--min-scale must be in (0, 1] (got {self.min_scale})")
         if self.epochs < 0 or self.freeze_epochs < 0 or self.epochs + self.freeze_epochs == 0:
             problems.append("--epochs and --freeze-epochs must be >= 0 and not both 0")
+        if self.logit_adjust < 0:
+            problems.append(f"--logit-adjust must be >= 0 (got {self.logit_adjust})")
         if not (0 <= self.label_smoothing < 1):
             problems.append(f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})")
         if problems:
@@ -138,7 +155,9 @@ def build_parser(cls: type = TrainConfig, **kw: Any) -> argparse.ArgumentParser:
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in dataclasses.fields(cls):
         md = f.metadata
-        g = groups.setdefault(md["group"], p.add_argument_group(md["group"]))
+        if md["group"] not in groups:  # one group per title (setdefault would build a group per field)
+            groups[md["group"]] = p.add_argument_group(md["group"])
+        g = groups[md["group"]]
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
             g.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=md["help"])

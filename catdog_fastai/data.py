@@ -180,6 +180,19 @@ def find_images(folder: Path) -> tuple[list[Path], dict[str, str]]:
     return good, skipped
 
 
+def _find_items(root: Path, split: str) -> tuple[Path, list[Path], dict[str, str]]:
+    "(folder, photos, skipped) for `--data root`: with `--split folders`, the photos of root/train and root/valid."
+    if split != "folders":
+        folder = image_dir(root)
+        return (folder, *find_images(folder))
+    parts = [image_dir(root) / "train", image_dir(root) / "valid"]
+    missing = [str(d) for d in parts if not d.is_dir()]
+    if missing:
+        raise DataError(f"--split folders needs {' and '.join(missing)}; use --split stratified for a plain folder")
+    found = [find_images(d) for d in parts]
+    return image_dir(root), found[0][0] + found[1][0], {**found[0][1], **found[1][1]}
+
+
 def _read_list(path: Path) -> set[str]:
     "Image stems from an official Pets split file (`Abyssinian_100 1 1 1` per line, `#` comments)."
     names = set()
@@ -210,6 +223,9 @@ def split_indices(items: list[Path], labels: list[str], cfg: TrainConfig, root: 
         valid = [i for i, p in enumerate(items) if p.stem in test]
         if not train or not valid:
             raise DataError(f"the official split matches no images in {root} (train {len(train)}, valid {len(valid)})")
+    elif cfg.split == "folders":
+        train = [i for i, p in enumerate(items) if p.parent.name == "train"]
+        valid = [i for i, p in enumerate(items) if p.parent.name == "valid"]
     else:
         rng = random.Random(cfg.seed)
         groups: dict[str, list[int]] = {}
@@ -252,8 +268,7 @@ def get_dls(cfg: TrainConfig, device: str | None = None) -> DataLoaders:
     Normalisation depends on the backbone, so `train.get_learner` adds it (as fastai's `vision_learner` does).
     """
     root = Path(cfg.data).expanduser() if cfg.data else download_pets()
-    folder = image_dir(root)
-    items, skipped = find_images(folder)
+    folder, items, skipped = _find_items(root, cfg.split)
     if skipped:
         shown = "; ".join(f"{k} ({v})" for k, v in list(skipped.items())[:5])
         log.warning(

@@ -2,8 +2,9 @@
 
 `report` (after training) writes `report.json`, `confusion_matrix.png` and `top_losses.png` next to the export
 and prints a one-screen summary. `evaluate_folder` scores an export on a folder of `Breed_N.jpg` photos through
-the pickle-free predictor, reporting breed accuracy (breed models) and cat/dog accuracy (every model: a breed
-prediction implies cat or dog).
+the pickle-free predictor. Both give balanced accuracy (every class weighs the same) beside plain accuracy, per-class
+recall and the confusion matrix, and say when classes have too few photos for their figures to mean much; a breed
+model is also scored on the cat or dog each predicted breed implies. The arithmetic is in `metrics`.
 """
 
 from __future__ import annotations
@@ -17,18 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from .export import ExportError, atomic_write, write_json
-from .labels import breed, breed_is_cat, cat_or_dog, is_pets_name
+from .labels import is_pets_name, label_func
+from .metrics import FEW_VALID, few_photo_classes, is_pets_vocab, label_scores, scores
 
 log = logging.getLogger("catdog_fastai")
 
 
 def _save_fig(fig: Any, path: Path) -> None:
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=100, bbox_inches="tight"))
-
-
-def per_class_accuracy(cm: Any, vocab: list[str]) -> dict[str, float | None]:
-    "Recall of each class from a confusion matrix (rows = actual); None for classes with no validation image."
-    return {str(v): float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None for i, v in enumerate(vocab)}
 
 
 def report(learn: Any, out: str | os.PathLike, top_k: int = 9) -> dict[str, Any]:
@@ -42,20 +39,32 @@ def report(learn: Any, out: str | os.PathLike, top_k: int = 9) -> dict[str, Any]
 
     out = Path(out)
     interp = ClassificationInterpretation.from_learner(learn)
-    cm = interp.confusion_matrix()
     vocab = [str(v) for v in learn.dls.vocab]
-    n = int(cm.sum())
-    acc = float(cm.trace() / n)
-    per_class = per_class_accuracy(cm, vocab)
+    _, targs, decoded = learn.get_preds(dl=interp.dl, with_decoded=True)
+    actual, predicted = [vocab[int(i)] for i in targs], [vocab[int(i)] for i in decoded]
+    s = label_scores(actual, predicted, vocab)
+    n = len(actual)
     summary: dict[str, Any] = dict(
-        valid_accuracy=acc, valid_error=1 - acc, n_valid=n, n_classes=len(vocab), per_class=per_class
+        valid_accuracy=s["accuracy"],
+        valid_balanced_accuracy=s["balanced_accuracy"],
+        valid_error=1 - s["accuracy"],
+        n_valid=n,
+        n_classes=len(vocab),
     )
-    if learn.dls.vocab is not None and all(is_pets_name(f"{v}_1") for v in vocab) and "cat" not in vocab:
-        cats = [breed_is_cat(v) for v in vocab]  # breeds model: a breed prediction implies cat or dog
-        agree = sum(int(cm[i, j]) for i in range(len(vocab)) for j in range(len(vocab)) if cats[i] == cats[j])
-        summary["valid_catdog_accuracy"] = agree / n
-    big = len(vocab) > 10
-    interp.plot_confusion_matrix(figsize=(12, 12) if big else (4, 4), dpi=100, normalize=False)
+    files = [Path(f) for f in interp.dl.items]
+    if is_pets_vocab(vocab) and all(is_pets_name(f) for f in files):  # a breed implies cat or dog
+        cd = scores(files, predicted, "breeds")
+        summary.update(
+            valid_catdog_accuracy=cd["catdog_accuracy"], valid_catdog_balanced_accuracy=cd["catdog_balanced_accuracy"]
+        )
+    few = few_photo_classes(s["n_per_class"])
+    summary.update(
+        n_few_valid_classes=len(few),
+        few_valid_classes=few,
+        per_class=s["per_class"],
+        n_valid_per_class=s["n_per_class"],
+    )
+    interp.plot_confusion_matrix(figsize=(12, 12) if len(vocab) > 10 else (4, 4), dpi=100, normalize=False)
     _save_fig(plt.gcf(), out / "confusion_matrix.png")
     plt.close("all")
     k = min(top_k, n)
@@ -64,48 +73,64 @@ def report(learn: Any, out: str | os.PathLike, top_k: int = 9) -> dict[str, Any]
     _save_fig(plt.gcf(), out / "top_losses.png")
     plt.close("all")
     write_json(out / "report.json", summary)
-    worst = sorted(((c, a) for c, a in per_class.items() if a is not None), key=lambda kv: kv[1])[:5]
-    lines = [f"validation accuracy {acc:.4f} (error {1 - acc:.4f}) on {n} images, {len(vocab)} classes"]
+    log.info("\n".join(_summary_lines(summary, interp.most_confused(min_val=1)[:5], out)))
+    return summary
+
+
+def _summary_lines(summary: dict[str, Any], most: list, out: Path) -> list[str]:
+    n, nc = summary["n_valid"], summary["n_classes"]
+    lines = [
+        f"validation: accuracy {summary['valid_accuracy']:.4f}, balanced accuracy "
+        f"{summary['valid_balanced_accuracy']:.4f} (mean recall per class) on {n} images, {nc} classes"
+    ]
     if "valid_catdog_accuracy" in summary:
-        lines.append(f"cat/dog accuracy implied by the breed predictions: {summary['valid_catdog_accuracy']:.4f}")
-    lines.append("weakest classes: " + ", ".join(f"{c} {a:.2f}" for c, a in worst))
-    most = interp.most_confused(min_val=1)[:5]
+        lines.append(
+            f"cat/dog implied by the breed predictions: accuracy {summary['valid_catdog_accuracy']:.4f}, "
+            f"every breed weighted the same {summary['valid_catdog_balanced_accuracy']:.4f}"
+        )
+    per_class, counts, few = summary["per_class"], summary["n_valid_per_class"], summary["few_valid_classes"]
+    if few:
+        lines.append(
+            f"{len(few)} of {nc} classes have fewer than {FEW_VALID} validation photos, so their per-class figures "
+            "(and the balanced accuracy) move by 20 points or more with a single photo: read them as rough. "
+            "benchmarks/accuracy.py measures a recipe by cross-validation instead."
+        )
+    worst = sorted(((c, a) for c, a in per_class.items() if a is not None), key=lambda kv: kv[1])[:5]
+    lines.append("weakest classes: " + ", ".join(f"{c} {a:.2f} ({counts[c]} photos)" for c, a in worst))
     if most:
         lines.append(
             "most confused (actual -> predicted, count): " + "; ".join(f"{a} -> {p} ({c})" for a, p, c in most)
         )
     lines.append(f"report: {out / 'report.json'}, {out / 'confusion_matrix.png'}, {out / 'top_losses.png'}")
-    log.info("\n".join(lines))
-    return summary
-
-
-def accuracies(top1: list[str], items: list[Path], task: str) -> dict[str, float]:
-    "Accuracy of top-1 labels for Pets-named photos: breeds (breed models) and cat/dog (every model)."
-    n = len(items)
-    res = {}
-    if task == "breeds":
-        res["breeds_accuracy"] = sum(p == breed(f) for p, f in zip(top1, items)) / n
-        top1 = ["cat" if breed_is_cat(p) else "dog" for p in top1]  # a breed prediction implies cat or dog
-    res["catdog_accuracy"] = sum(p == cat_or_dog(f) for p, f in zip(top1, items)) / n
-    return res
+    return lines
 
 
 def evaluate_folder(model: str | os.PathLike, data: str | os.PathLike, bs: int = 32) -> dict[str, Any]:
-    """Accuracy of an export on every `Breed_N` photo in `data` (or `data/images`), via `load_predictor`."""
+    """An export scored on every `Breed_N` photo in `data` (or `data/images`), via `load_predictor`.
+
+    Plain and balanced accuracy, per-class recall and the confusion matrix for the model's own labels; for a
+    breed model also the cat/dog figures its breeds imply.
+    """
     from .data import find_images, image_dir
     from .predict import load_predictor
 
     pred = load_predictor(model)
     items, skipped = find_images(image_dir(data))
-    results = pred.predict_batch(items, top_k=1, bs=bs)
-    top1 = [r[0][0] for r in results]
+    top1 = [r[0][0] for r in pred.predict_batch(items, top_k=1, bs=bs)]
     task = pred.meta.get("task", "breeds")
+    actual = [label_func(task)(f) for f in items]
+    s = label_scores(actual, top1, pred.vocab)
     res: dict[str, Any] = dict(model=str(model), data=str(data), n=len(items), skipped=len(skipped), task=task)
-    return {**res, **accuracies(top1, items, task)}
+    res.update(accuracy=s["accuracy"], balanced_accuracy=s["balanced_accuracy"], **scores(items, top1, task))
+    res.update(
+        few_photo_classes=few_photo_classes(s["n_per_class"]),
+        **{k: s[k] for k in ("per_class", "n_per_class", "confusion_matrix")},
+    )
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:
-    "`catdog-evaluate --model DIR --data FOLDER`: prints breeds and cat/dog accuracy as JSON."
+    "`catdog-evaluate --model DIR --data FOLDER`: prints plain and balanced accuracy, per class, as JSON."
     ap = argparse.ArgumentParser(
         description="Score an exported model on a folder of Breed_N.jpg photos.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -30,7 +30,6 @@ from fastai.callback.progress import ProgressCallback
 from fastai.data.core import DataLoaders
 from fastai.data.transforms import Normalize
 from fastai.learner import AvgSmoothLoss, Learner
-from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, error_rate
 from fastai.optimizer import SGD, Lamb, OptimWrapper, QHAdam, RAdam, RMSProp, ranger
 from fastai.torch_core import set_seed
@@ -39,6 +38,8 @@ from .config import TrainConfig, parse_config
 from .data import DataError, get_dls
 from .distributed import LaunchError, base_dl, distrib, finish, is_main, per_rank_bs, unwrap, world_size
 from .export import PKL, ExportError, atomic_write, save_safe, write_json
+from .losses import training_loss
+from .metrics import BalancedAccuracy, export_epoch
 from .model import ModelError, build_model, norm_stats, splitter
 
 log = logging.getLogger("catdog_fastai")
@@ -107,10 +108,10 @@ def get_learner(dls: DataLoaders, cfg: TrainConfig) -> Learner:
     learn = Learner(
         dls,
         model,
-        loss_func=CrossEntropyLossFlat(label_smoothing=cfg.label_smoothing),
+        loss_func=training_loss(class_counts(dls), cfg.logit_adjust, cfg.label_smoothing),
         opt_func=OPT_FUNCS[cfg.opt],
         splitter=splitter,
-        metrics=[accuracy, error_rate],
+        metrics=[accuracy, BalancedAccuracy(), error_rate],
         wd=cfg.wd,
         path=Path(cfg.out),
         model_dir=".",
@@ -128,6 +129,12 @@ def get_learner(dls: DataLoaders, cfg: TrainConfig) -> Learner:
     if cfg.pretrained or cfg.weights:
         learn.freeze()
     return learn
+
+
+def class_counts(dls: DataLoaders) -> list[int]:
+    "Training photos per class, in vocab order: the label prior the logit-adjusted loss takes out."
+    ys = torch.tensor([int(y) for y in dls.train_ds.tls[1]], dtype=torch.long)
+    return torch.bincount(ys, minlength=len(dls.vocab)).tolist()
 
 
 def export_meta(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -227,9 +234,9 @@ class Checkpointer(Callback):
         row["train_img_per_s"] = round(seen / max(self.train_seconds, 1e-9), 1)  # training steps only
         self.state["history"].append(row)
         self.state["done"] += 1
-        score = row.get("accuracy", -row.get("valid_loss", 0.0))
-        if self.state["best"] is None or score >= self.state["best"]["score"]:
-            self.state["best"] = dict(score=score, global_epoch=row["global_epoch"])
+        hits = _valid_hits(self.learn)
+        self.state["correct"].append(hits)
+        if self.cfg.export_epoch == "best" and hits.count("1") >= max(h.count("1") for h in self.state["correct"]):
             atomic_write(self.out / BEST, lambda p: torch.save(unwrap(self.learn.model).state_dict(), p))
         self._write_history()
         ckpt = dict(
@@ -262,6 +269,13 @@ class Checkpointer(Callback):
         keys = list(rows[0])
         text = ",".join(keys) + "\n" + "".join(",".join(str(r.get(k, "")) for k in keys) + "\n" for r in rows)
         atomic_write(self.out / HISTORY, lambda p: p.write_text(text))
+
+
+def _valid_hits(learn: Learner) -> str:
+    "This epoch's validation photos as a string of '1' (right) and '0' (wrong), from the balanced-accuracy metric."
+    m = next(m for m in learn.metrics if m.name == "balanced_accuracy")
+    hits = torch.cat(m.preds).view(-1) == torch.cat(m.targs).view(-1)
+    return "".join("1" if h else "0" for h in hits.tolist())
 
 
 def _rng_state(dls: DataLoaders) -> dict:
@@ -345,7 +359,7 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
             lr=lr,
             phases=[p.name for p in phases],
             history=[],
-            best=None,
+            correct=[],
             done=0,
             total=sum(p.epochs for p in phases),
         )
@@ -382,19 +396,29 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
             )
     if not finish():  # every rank has finished training; rank 0 alone reports and exports
         return {}
-    if state["best"] and state["best"]["global_epoch"] != state["done"] - 1 and (out / BEST).is_file():
-        log.info("loading the best epoch (%d) for export", state["best"]["global_epoch"] + 1)
+    epoch = export_epoch([[c == "1" for c in h] for h in state["correct"]], cfg.export_epoch)
+    if epoch != state["done"] - 1:
+        log.info("exporting epoch %d: better than the last on the validation set (McNemar p < 0.05)", epoch + 1)
         learn.model.load_state_dict(torch.load(out / BEST, map_location="cpu"))
     from .evaluate import report
 
     summary = report(learn, out)
-    summary["history"] = state["history"]
-    export(learn, cfg, {k: v for k, v in summary.items() if k not in ("per_class", "history")})
+    summary.update(exported_epoch=epoch + 1, history=state["history"], valid_hits=state["correct"])
+    export(learn, cfg, {k: v for k, v in summary.items() if k not in _REPORT_ONLY})
     write_json(out / "train_config.json", cfg.to_dict())
     for f in (CHECKPOINT, BEST):
         (out / f).unlink(missing_ok=True)
     log.info("exported to %s (model.safetensors + model.json%s)", out, ", model.pkl" if cfg.pkl else "")
     return summary
+
+
+_REPORT_ONLY = (
+    "per_class",
+    "n_valid_per_class",
+    "few_valid_classes",
+    "history",
+    "valid_hits",
+)  # report.json, not model.json
 
 
 def _check_writable(out: Path) -> None:

@@ -100,3 +100,21 @@ def test_app_import_makes_no_network_call(no_network, monkeypatch, tmp_path):
     sys.modules["app_under_test"] = mod
     spec.loader.exec_module(mod)  # would raise: every socket connection fails in this test
     assert mod.demo is not None
+
+
+def test_model_card_shows_balanced_accuracy_beside_plain(breeds_model, monkeypatch, tmp_path):
+    import importlib.util
+    import sys
+
+    monkeypatch.setenv("CATDOG_MODEL", str(tmp_path))
+    spec = importlib.util.spec_from_file_location("app_card", Path(__file__).parent.parent / "app.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["app_card"] = mod
+    spec.loader.exec_module(mod)
+    pred = load_predictor(breeds_model)
+    m = pred.meta["metrics"]
+    card = mod.model_card(pred)
+    assert f"Validation accuracy:** {m['valid_accuracy']:.1%}" in card
+    assert f"balanced (every class weighs the same): {m['valid_balanced_accuracy']:.1%}" in card
+    assert f"every breed weighing the same: {m['valid_catdog_balanced_accuracy']:.1%}" in card
+    assert "37 classes have fewer than 5 validation photos" in card

@@ -191,3 +191,24 @@ def test_image_cache_never_travels_in_a_pickle_and_respects_its_budget(pets_copy
     again.fill(items[:3], [], size=64, presize=80, budget=10**9)
     assert items[0] not in again.views and len(again.views) == 2  # left to the normal path, which reports it
     assert again(items[0]) == items[0]
+
+
+def test_default_split_is_stratified_so_every_breed_is_validated():
+    from catdog_fastai import TrainConfig
+
+    assert TrainConfig().split == "stratified"
+
+
+def test_folders_split_reads_train_and_valid_subfolders(tmp_path):
+    root = tmp_path / "data"
+    for part in ("train", "valid"):
+        (root / part).mkdir(parents=True)
+    for i, p in enumerate(sorted(PETS.glob("*.jpg"))):
+        shutil.copy(p, root / ("valid" if i % 3 == 0 else "train") / p.name)
+    dls = get_dls(tiny_cfg(tmp_path / "out", data=str(root), split="folders", task="catdog"))
+    assert {Path(f).parent.name for f in dls.train_ds.items} == {"train"}
+    assert {Path(f).parent.name for f in dls.valid_ds.items} == {"valid"}
+    assert len(dls.valid_ds) == len(list((root / "valid").iterdir()))
+    shutil.rmtree(root / "valid")
+    with pytest.raises(DataError, match="--split folders needs .*valid"):
+        get_dls(tiny_cfg(tmp_path / "out", data=str(root), split="folders"))
