@@ -59,7 +59,7 @@ def fastai_loop(xs: torch.Tensor, ys: torch.Tensor, bs: int, epochs: int, opt: s
     from fastai.metrics import accuracy, error_rate
     from fastai.optimizer import Adam as FastaiAdam
 
-    from catdog_fastai.train import Adam
+    from catdog_fastai.optim import Adam
 
     class Timer(Callback):
         def before_train(self):

@@ -79,7 +79,7 @@ def _variant(name: str, epochs: int) -> tuple[dict, list, list]:
     from fastai.callback.mixup import CutMix, MixUp
     from fastai.optimizer import Adam
 
-    from catdog_fastai import train
+    from catdog_fastai import callbacks, optim
 
     class Deterministic(Callback):
         "Deterministic cuDNN kernels, as catdog-train used on GPUs before 0.2."
@@ -119,7 +119,7 @@ def _variant(name: str, epochs: int) -> tuple[dict, list, list]:
             self.learn.model.load_state_dict(self.ema.module.state_dict())
 
     def fastai_adam():
-        return mock.patch.dict(train.OPT_FUNCS, adam=Adam)
+        return mock.patch.dict(optim.OPT_FUNCS, adam=Adam)
 
     def no_aug_syncs():
         """fastai's batch augmentation without its two GPU->CPU waits, same arithmetic: `_grid_sample` reads the
@@ -138,7 +138,7 @@ def _variant(name: str, epochs: int) -> tuple[dict, list, list]:
         return mock.patch.multiple(aug, _grid_sample=grid_sample, solve=lambda A, B: torch.linalg.solve_ex(A, B)[0])
 
     def sync_loss():  # the recorder's loss copied to the CPU every batch, as fastai does
-        return mock.patch.multiple(train.LossOnDevice, before_fit=lambda self: None, after_fit=lambda self: None)
+        return mock.patch.multiple(callbacks.LossOnDevice, before_fit=lambda self: None, after_fit=lambda self: None)
 
     return {
         "ours": ({}, [], []),

@@ -23,20 +23,24 @@ class TrainConfig:
     # data
     data: str | None = _f(
         None,
-        "Pets-shaped folder (images/ [+ annotations/]) or a folder of Breed_N.jpg files; "
+        "Pets-shaped folder (images/ [+ annotations/]) or a folder of Breed_N.jpg files; or your own photos: a "
+        "folder with one subfolder per class (the folder names are the labels), or a CSV of file,label[,is_valid] "
+        "(file relative to the CSV); train/ and valid/ subfolders holding either folder layout are the split; "
         "default: download Oxford-IIIT Pets with untar_data(URLs.PETS)",
         "data",
     )
     task: str = _f(
         "catdog",
-        "catdog (is_cat: Capitalised file names are cats) or breeds (37 classes)",
+        "for Pets file names: catdog (is_cat: Capitalised file names are cats) or breeds (37 classes); "
+        "class folders and CSVs bring their own labels",
         "data",
         choices=("catdog", "breeds"),
     )
     split: str = _f(
         "stratified",
         "stratified (--valid-pct of every class, so every class is measured), random (--valid-pct of all photos), "
-        "official (annotations/trainval.txt + test.txt) or folders (train/ and valid/ subfolders of --data)",
+        "official (annotations/trainval.txt + test.txt) or folders (train/ and valid/ subfolders of --data); "
+        "data with its own split (train/ and valid/ both there, or a CSV's is_valid column) always uses it",
         "data",
         choices=("stratified", "random", "official", "folders"),
     )

@@ -22,6 +22,8 @@ from fastai.distributed import DistributedDL
 from fastai.learner import Learner
 from fastai.torch_core import num_distrib, rank_distrib
 
+from .errors import CatdogError
+
 
 def _broadcast(self: DistributedDL, t: list[int], rank: int) -> list[int]:
     "fastai's `DistributedDL._broadcast`, on the device the process group's backend needs (CPU for gloo)."
@@ -34,7 +36,7 @@ def _broadcast(self: DistributedDL, t: list[int], rank: int) -> list[int]:
 DistributedDL._broadcast = _broadcast
 
 
-class LaunchError(ValueError):
+class LaunchError(CatdogError):
     """Settings that cannot work under the launcher; the message names the flag."""
 
 

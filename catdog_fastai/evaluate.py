@@ -1,10 +1,11 @@
 """How good is a model? The post-training report, and `catdog-evaluate` for any export on any labelled folder.
 
 `report` (after training) writes `report.json`, `confusion_matrix.png` and `top_losses.png` next to the export
-and prints a one-screen summary. `evaluate_folder` scores an export on a folder of `Breed_N.jpg` photos through
-the pickle-free predictor. Both give balanced accuracy (every class weighs the same) beside plain accuracy, per-class
-recall and the confusion matrix, and say when classes have too few photos for their figures to mean much; a breed
-model is also scored on the cat or dog each predicted breed implies. The arithmetic is in `metrics`.
+and prints a one-screen summary. `evaluate_folder` scores an export on any labelled data `catdog-train` reads
+(Pets names, a folder per class, a CSV) through the pickle-free predictor. Both give balanced accuracy (every
+class weighs the same) beside plain accuracy, per-class recall and the confusion matrix, and say when classes have
+too few photos for their figures to mean much; a breed model is also scored on the cat or dog each predicted breed
+implies. The arithmetic is in `metrics`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .export import ExportError, atomic_write, write_json
-from .labels import is_pets_name, label_func
+from .labels import TASKS, is_pets_name
 from .metrics import FEW_VALID, few_photo_classes, is_pets_vocab, label_scores, scores
 
 log = logging.getLogger("catdog_fastai")
@@ -52,7 +53,8 @@ def report(learn: Any, out: str | os.PathLike, top_k: int = 9) -> dict[str, Any]
         n_classes=len(vocab),
     )
     files = [Path(f) for f in interp.dl.items]
-    if is_pets_vocab(vocab) and all(is_pets_name(f) for f in files):  # a breed implies cat or dog
+    pets = getattr(learn.dls, "layout", "pets") == "pets"  # labels from Pets names, not a user's folders
+    if pets and is_pets_vocab(vocab) and all(is_pets_name(f) for f in files):  # a breed implies cat or dog
         cd = scores(files, predicted, "breeds")
         summary.update(
             valid_catdog_accuracy=cd["catdog_accuracy"], valid_catdog_balanced_accuracy=cd["catdog_balanced_accuracy"]
@@ -106,22 +108,33 @@ def _summary_lines(summary: dict[str, Any], most: list, out: Path) -> list[str]:
 
 
 def evaluate_folder(model: str | os.PathLike, data: str | os.PathLike, bs: int = 32) -> dict[str, Any]:
-    """An export scored on every `Breed_N` photo in `data` (or `data/images`), via `load_predictor`.
+    """An export scored on the labelled photos in `data`, via `load_predictor`.
 
+    `data` is any layout `catdog-train --data` reads (`data.find_data`): `Breed_N` photos (or a Pets root), labelled
+    as the model's task says; one subfolder per class; a CSV of file,label. Where the data has its own split (train/
+    and valid/, an is_valid column) only its validation photos are scored: the model may have trained on the rest.
     Plain and balanced accuracy, per-class recall and the confusion matrix for the model's own labels; for a
-    breed model also the cat/dog figures its breeds imply.
+    breed model on Pets photos also the cat/dog figures its breeds imply.
     """
-    from .data import find_images, image_dir
+    from .data import DataError, find_data
     from .predict import load_predictor
 
     pred = load_predictor(model)
-    items, skipped = find_images(image_dir(data))
-    top1 = [r[0][0] for r in pred.predict_batch(items, top_k=1, bs=bs)]
     task = pred.meta.get("task", "breeds")
-    actual = [label_func(task)(f) for f in items]
-    s = label_scores(actual, top1, pred.vocab)
-    res: dict[str, Any] = dict(model=str(model), data=str(data), n=len(items), skipped=len(skipped), task=task)
-    res.update(accuracy=s["accuracy"], balanced_accuracy=s["balanced_accuracy"], **scores(items, top1, task))
+    found = find_data(data, task if task in TASKS else "breeds")
+    if found.layout == "pets" and task not in TASKS:
+        raise DataError(
+            f"{data} holds Pets-named photos, but the model in {model} learnt labels from {task}: "
+            "pass a folder with one subfolder per class, or a CSV of file,label"
+        )
+    keep = [i for i in range(len(found.items)) if found.is_valid is None or found.is_valid[i]]
+    items, labels = [found.items[i] for i in keep], [found.labels[i] for i in keep]
+    top1 = [r[0][0] for r in pred.predict_batch(items, top_k=1, bs=bs)]
+    s = label_scores(labels, top1, pred.vocab)
+    res: dict[str, Any] = dict(model=str(model), data=str(data), n=len(items), skipped=len(found.skipped), task=task)
+    res.update(labels_from=found.layout, accuracy=s["accuracy"], balanced_accuracy=s["balanced_accuracy"])
+    if found.layout == "pets":
+        res.update(scores(items, top1, task))
     res.update(
         few_photo_classes=few_photo_classes(s["n_per_class"]),
         **{k: s[k] for k in ("per_class", "n_per_class", "confusion_matrix")},
@@ -132,11 +145,11 @@ def evaluate_folder(model: str | os.PathLike, data: str | os.PathLike, bs: int =
 def main(argv: list[str] | None = None) -> int:
     "`catdog-evaluate --model DIR --data FOLDER`: prints plain and balanced accuracy, per class, as JSON."
     ap = argparse.ArgumentParser(
-        description="Score an exported model on a folder of Breed_N.jpg photos.",
+        description="Score an exported model on labelled photos: Breed_N.jpg names, a folder per class, or a CSV.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     ap.add_argument("--model", default=os.environ.get("CATDOG_MODEL", "models"), help="export folder")
-    ap.add_argument("--data", required=True, help="folder of Oxford-IIIT Pets-named photos (or a Pets root)")
+    ap.add_argument("--data", required=True, help="labelled photos, as catdog-train --data takes them")
     ap.add_argument("--bs", type=int, default=32, help="images per forward pass")
     args = ap.parse_args(argv)
     from .data import DataError

@@ -11,11 +11,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import CatdogError
 from .images import ImageInput, center_crop_resize, open_image
 from .predict import Predictor
 
 
-class NoSpatialMapError(ValueError):
+class NoSpatialMapError(CatdogError):
     """The backbone pools before the head, so there is no feature map to explain."""
 
 

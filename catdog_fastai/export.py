@@ -17,16 +17,23 @@ import tempfile
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from .errors import CatdogError
+
+if TYPE_CHECKING:
+    from fastai.learner import Learner
+
+    from .config import TrainConfig
 
 FORMAT_VERSION = 1  # bump when model.json's meaning changes; loaders refuse other versions
 WEIGHTS, META, PKL = "model.safetensors", "model.json", "model.pkl"
 
 
-class ExportError(ValueError):
+class ExportError(CatdogError):
     """An export that is missing, damaged, or from an incompatible version; the message says which."""
 
 
@@ -165,3 +172,33 @@ def load_safe(path: str | os.PathLike, device: str | torch.device = "cpu") -> tu
         )
     model.load_state_dict(sd)
     return model.to(device).eval(), meta
+
+
+def export_meta(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any]) -> dict[str, Any]:
+    "What `model.json` says about a model: enough to rebuild it, preprocess for it and judge it."
+    from .model import norm_stats
+
+    mean, std = norm_stats(learn.model)
+    layout = getattr(learn.dls, "layout", "pets")
+    return dict(
+        arch=cfg.arch,
+        task=cfg.task if layout == "pets" else layout,  # "folders"/"csv": labels from the user's own layout
+        vocab=[str(v) for v in learn.dls.vocab],
+        size=cfg.size,
+        mean=list(mean),
+        std=list(std),
+        metrics=metrics,
+        config=cfg.to_dict(),
+    )
+
+
+def export(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any]) -> Path:
+    "Write the pickle-free pair and (unless --no-pkl) `model.pkl`, each atomically."
+    out = Path(cfg.out)
+    meta = export_meta(learn, cfg, metrics)
+    learn.model.float()
+    save_safe(learn.model, meta, out)
+    if cfg.pkl:
+        learn.catdog_meta = meta  # travels inside model.pkl, so load_predictor(trusted=True) needs nothing else
+        atomic_write(out / PKL, lambda p: learn.export(p))
+    return out

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import CatdogError
+
 MAX_PIXELS = 40_000_000  # ~ 8000 x 5000; larger is almost certainly a decompression bomb, not a pet photo
 MIN_SIDE = 32  # smaller images carry no usable signal and break some backbones' strides
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
@@ -22,7 +24,7 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 ImageInput = str | os.PathLike | bytes | bytearray | Image.Image | np.ndarray
 
 
-class ImageError(ValueError):
+class ImageError(CatdogError):
     """A file or object that is not a usable photo; the message says why in plain words."""
 
 

@@ -1,9 +1,10 @@
-"""Labelling functions: the file name is the label.
+"""Labelling functions: the file name is the label (or, for your own photos, the folder name or a CSV's column).
 
 Oxford-IIIT Pets names every photo `Breed_N.jpg`; cat breeds are Capitalised (`Bengal_12.jpg`), dog breeds are
-lowercase (`beagle_3.jpg`). These live at module level in the package, never in `__main__` or a notebook,
-because `learn.export()` pickles a labelling function by *name*: a function defined in a script makes the export
-unloadable anywhere else (fastbook#472, "Can't get attribute 'is_cat' on <module '__main__'>").
+lowercase (`beagle_3.jpg`). Class folders are labelled by fastai's own `parent_label`, a CSV by `CsvLabels`.
+These live at module level in the package, never in `__main__` or a notebook, because `learn.export()` pickles a
+labelling function by *name*: a function defined in a script makes the export unloadable anywhere else
+(fastbook#472, "Can't get attribute 'is_cat' on <module '__main__'>").
 """
 
 from __future__ import annotations
@@ -54,3 +55,20 @@ def label_func(task: str):
     if task not in funcs:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     return funcs[task]
+
+
+class CsvLabels:
+    """A CSV's label for each photo path: the `get_y` for `--data labels.csv`.
+
+    A class, not a lambda, so `learn.export` pickles it by name. It pickles empty (as `data.ImageCache` does): an
+    export carries no list of training files, and prediction never asks for a label.
+    """
+
+    def __init__(self, labels: dict[Path, str]):
+        self.labels = labels
+
+    def __getstate__(self) -> dict:
+        return {"labels": {}}
+
+    def __call__(self, path: Path) -> str:
+        return self.labels[path]

@@ -19,8 +19,10 @@ import timm
 import torch
 from torch import nn
 
+from .errors import CatdogError
 
-class ModelError(ValueError):
+
+class ModelError(CatdogError):
     """An architecture or weights file that cannot be used; the message says what to do instead."""
 
 

@@ -128,7 +128,7 @@ def _expand(paths: Sequence[str]) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     "`catdog-predict PATHS_OR_DIRS --model DIR [--csv out.csv] [--top-k 3]`."
     ap = argparse.ArgumentParser(
-        description="Predict cat/dog or breed for photos with an exported model.",
+        description="Predict the class of photos (cat/dog, breed, or your own classes) with an exported model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     ap.add_argument("paths", nargs="+", help="image files and/or folders of images")

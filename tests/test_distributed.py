@@ -11,7 +11,8 @@ import pytest
 from conftest import PETS, TINY, TINY_ARGS, tiny_cfg
 from test_resume import InterruptAt
 
-from catdog_fastai.train import CHECKPOINT, train_model
+from catdog_fastai.callbacks import CHECKPOINT
+from catdog_fastai.train import train_model
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 

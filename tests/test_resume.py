@@ -13,7 +13,8 @@ from conftest import PETS, TINY_ARGS, tiny_cfg
 from fastai.callback.core import Callback
 from safetensors.torch import load_file
 
-from catdog_fastai.train import CHECKPOINT, train_model
+from catdog_fastai.callbacks import CHECKPOINT
+from catdog_fastai.train import train_model
 
 
 class InterruptAt(Callback):

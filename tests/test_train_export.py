@@ -345,8 +345,9 @@ def test_loss_on_device_records_the_same_losses_as_fastai(tmp_path):
     "The GPU-only callback, run here on the CPU: same smoothed losses as fastai's recorder, as CPU tensors."
     from fastai.torch_core import set_seed
 
+    from catdog_fastai.callbacks import LossOnDevice
     from catdog_fastai.data import get_dls
-    from catdog_fastai.train import LossOnDevice, get_learner
+    from catdog_fastai.train import get_learner
 
     losses = []
     for cbs in ([], [LossOnDevice()]):

@@ -1,0 +1,199 @@
+"""The fastai callbacks `catdog-train` adds to every fit, and the checkpoint they write.
+
+`Checkpointer` logs each epoch, appends it to `history.csv` and saves `checkpoint.pth`, from which
+`ResumePoint` continues an interrupted run; `LossOnDevice` keeps the smoothed loss on the GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastai.callback.core import Callback
+from fastai.data.core import DataLoaders
+from fastai.learner import AvgSmoothLoss, Learner
+
+from .config import TrainConfig
+from .distributed import base_dl, is_main, unwrap, world_size
+from .errors import ResumeError
+from .export import atomic_write
+
+log = logging.getLogger("catdog_fastai")
+CHECKPOINT, BEST, HISTORY = "checkpoint.pth", "best.pth", "history.csv"
+
+
+class DeviceSmoothLoss(AvgSmoothLoss):
+    "fastai's smoothed training loss, kept on the loss's device instead of copied to the CPU after every batch."
+
+    def accumulate(self, learn: Learner) -> None:
+        self.count += 1
+        loss = learn.loss.detach().float().mean()
+        self.val = torch.lerp(loss, self.val.to(loss.device), self.beta)
+
+
+class LossOnDevice(Callback):
+    """Swap in `DeviceSmoothLoss` while fitting on a GPU.
+
+    fastai's recorder moves the loss to the CPU after each batch, which makes the CPU wait for the GPU to finish
+    the step before it can queue the next one; kept on the GPU, it is read once an epoch.
+    """
+
+    order = 40  # before Recorder (50) resets it
+
+    def before_fit(self) -> None:
+        self.orig = self.recorder.smooth_loss
+        vars(self.recorder)["smooth_loss"] = DeviceSmoothLoss(beta=self.orig.beta)  # vars: no fastai warning
+
+    def after_fit(self) -> None:
+        rec = self.recorder
+        vars(rec)["smooth_loss"] = self.orig
+        if rec.losses and torch.is_tensor(rec.losses[-1]) and rec.losses[-1].device.type != "cpu":
+            rec.losses = list(torch.stack(rec.losses).cpu().unbind())  # as fastai keeps them: for plot_loss
+            self.learn.smooth_loss = rec.losses[-1]
+
+
+class Checkpointer(Callback):
+    """After every trained epoch: one log line, `history.csv`, `checkpoint.pth` (resume) and `best.pth`.
+
+    All writes are atomic, so Ctrl-C or SIGTERM at any moment leaves the last completed epoch resumable.
+    """
+
+    order = 90  # after Recorder (50) has the epoch's metrics
+
+    def __init__(self, cfg: TrainConfig, phase_idx: int, state: dict, quiet_bar: bool):
+        self.cfg, self.phase_idx, self.state, self.print_lines = cfg, phase_idx, state, quiet_bar
+        self.out = Path(cfg.out)
+
+    def before_train(self) -> None:
+        self.trained, self.t0, self.n_seen = True, time.perf_counter(), 0
+
+    def after_batch(self) -> None:
+        if self.training:
+            self.n_seen += len(self.yb[0])
+
+    def after_train(self) -> None:
+        self.train_seconds = time.perf_counter() - self.t0
+
+    def after_epoch(self) -> None:
+        if not getattr(self, "trained", False):  # epoch skipped by SkipToEpoch on resume
+            return
+        self.trained = False
+        if not is_main():  # other ranks train; rank 0 alone logs and writes
+            return
+        names, vals = self.recorder.metric_names[1:-1], self.recorder.values[-1]
+        row = dict(
+            phase=self.state["phases"][self.phase_idx],
+            epoch=self.epoch,
+            global_epoch=self.state["done"],
+            **{n: float(v) for n, v in zip(names, vals)},
+            seconds=round(time.perf_counter() - self.t0, 2),
+        )
+        seen = self.n_seen * world_size()  # every rank trains an equal shard of the epoch
+        row["train_img_per_s"] = round(seen / max(self.train_seconds, 1e-9), 1)  # training steps only
+        self.state["history"].append(row)
+        self.state["done"] += 1
+        hits = _valid_hits(self.learn)
+        self.state["correct"].append(hits)
+        if self.cfg.export_epoch == "best" and hits.count("1") >= max(h.count("1") for h in self.state["correct"]):
+            atomic_write(self.out / BEST, lambda p: torch.save(unwrap(self.learn.model).state_dict(), p))
+        self._write_history()
+        ckpt = dict(
+            model=unwrap(self.learn.model).state_dict(),
+            opt=self.learn.opt.state_dict(),
+            phase=self.phase_idx,
+            epoch=self.epoch,
+            n_epoch=self.n_epoch,
+            state=self.state,
+            config=self.cfg.to_dict(),
+            rng=_rng_state(self.dls),
+        )
+        atomic_write(self.out / CHECKPOINT, lambda p: torch.save(ckpt, p))
+        if self.print_lines:
+            metrics = "  ".join(f"{k} {row[k]:.4f}" for k in names)
+            log.info(
+                "epoch %d/%d (%s %d/%d)  %s  %.1fs  %.1f img/s",
+                row["global_epoch"] + 1,
+                self.state["total"],
+                row["phase"],
+                self.epoch + 1,
+                self.n_epoch,
+                metrics,
+                row["seconds"],
+                row["train_img_per_s"],
+            )
+
+    def _write_history(self) -> None:
+        rows = self.state["history"]
+        keys = list(rows[0])
+        text = ",".join(keys) + "\n" + "".join(",".join(str(r.get(k, "")) for k in keys) + "\n" for r in rows)
+        atomic_write(self.out / HISTORY, lambda p: p.write_text(text))
+
+
+def _valid_hits(learn: Learner) -> str:
+    "This epoch's validation photos as a string of '1' (right) and '0' (wrong), from the balanced-accuracy metric."
+    m = next(m for m in learn.metrics if m.name == "balanced_accuracy")
+    hits = torch.cat(m.preds).view(-1) == torch.cat(m.targs).view(-1)
+    return "".join("1" if h else "0" for h in hits.tolist())
+
+
+def _rng_state(dls: DataLoaders) -> dict:
+    return dict(
+        python=random.getstate(),
+        numpy=np.random.get_state(),
+        torch=torch.get_rng_state(),
+        dl=base_dl(dls.train).rng.getstate(),
+    )
+
+
+def _set_rng_state(s: dict, dls: DataLoaders) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    base_dl(dls.train).rng.setstate(s["dl"])
+
+
+@dataclass
+class ResumePoint:
+    """Where an interrupted run stopped, read from OUT/checkpoint.pth: the whole of `--resume` in one object."""
+
+    ckpt: dict  # what `Checkpointer` saved after the last completed epoch
+
+    @classmethod
+    def load(cls, cfg: TrainConfig) -> tuple[TrainConfig, ResumePoint | None]:
+        "(the settings to train with, the resume point): the interrupted run's settings win over the command line."
+        if not cfg.resume:
+            return cfg, None
+        path = Path(cfg.out) / CHECKPOINT
+        if not path.is_file():
+            raise ResumeError(f"--resume: no {CHECKPOINT} in {cfg.out}; nothing to resume (start without --resume)")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise ResumeError(f"--resume: {path} cannot be read ({e}); start again without --resume") from None
+        saved = TrainConfig(**{**ckpt["config"], "resume": True})
+        changed = {k: v for k, v in cfg.to_dict().items() if k != "resume" and v != getattr(saved, k)}
+        if changed:
+            log.warning("--resume uses the interrupted run's settings; ignoring %s", changed)
+        return saved, cls(ckpt)
+
+    @property
+    def state(self) -> dict:
+        return self.ckpt["state"]
+
+    def start(self) -> tuple[int, int]:
+        "(phase, epoch) to continue from: the epoch after the last completed one."
+        phase, epoch = self.ckpt["phase"], self.ckpt["epoch"] + 1
+        return (phase + 1, 0) if epoch >= self.ckpt["n_epoch"] else (phase, epoch)
+
+    def restore(self, learn: Learner, dls: DataLoaders) -> None:
+        "Weights, and mid-phase also the optimizer moments and RNG streams, as the interrupted run had them."
+        learn.model.load_state_dict(self.ckpt["model"])
+        if self.start()[1] > 0:
+            learn.create_opt()
+            learn.opt.load_state_dict(self.ckpt["opt"])
+            _set_rng_state(self.ckpt["rng"], dls)
