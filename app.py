@@ -11,7 +11,6 @@ there, the app still starts and explains how to train one. The named API endpoin
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import tempfile
 from pathlib import Path
@@ -20,9 +19,11 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network call on import or launch
 
 import gradio as gr  # noqa: E402
+from gradio.components.label import LabelConfidence, LabelData  # noqa: E402
 
 from catdog_fastai import ExportError, ImageError, Predictor, load_predictor  # noqa: E402
 from catdog_fastai.explain import NoSpatialMapError, overlay  # noqa: E402
+from catdog_fastai.predict import Prediction, table, write_csv  # noqa: E402
 
 HERE = Path(__file__).parent
 EXAMPLES = sorted(str(p) for p in (HERE / "examples").glob("*.jpg"))  # real Pets photos, CC BY-SA 4.0
@@ -35,11 +36,11 @@ TRAIN_HINT = """### No model yet
 Train one (a few minutes on a laptop CPU), then restart the app:
 
 ```bash
-catdog-train --data ../shared/data/pets-dev/images --task breeds --out models \\
-    --weights ../shared/weights/tf_efficientnet_lite0.in1k.safetensors
+catdog-train --task breeds --out models      # online: downloads Oxford-IIIT Pets and ImageNet weights
 python app.py --model models
 ```
-Online, plain `catdog-train` downloads Oxford-IIIT Pets and ImageNet weights itself."""
+Offline, point it at your own copies:
+`catdog-train --task breeds --data path/to/images --weights path/to/weights.safetensors`."""
 
 
 def load_model(path: str | os.PathLike) -> tuple[Predictor | None, str]:
@@ -66,6 +67,32 @@ def _check_upload(value: str | dict | None) -> str:
     return path
 
 
+def verdict_label(**kw: Any) -> gr.Label:
+    """Gradio's Label, whose heading may differ from its top class: the "doesn't look like a cat or a dog" verdict,
+    or cat/dog above a breed model's breeds. `gr.Label` always heads with the top class, so this one's postprocess
+    also takes `LabelData` as is (patched on the instance: a subclass would make Gradio write an `app.pyi` stub)."""
+    label = gr.Label(**kw)
+    plain = label.postprocess
+    label.postprocess = lambda value: value if isinstance(value, LabelData) else plain(value)
+    return label
+
+
+def verdict(pred: Predictor, p: Prediction) -> tuple[LabelData, str]:
+    """The `/predict` answer: heading = the verdict if the photo looks like none of the classes, else cat or dog for
+    a Pets breed model, else the top class; confidences = the top classes (calibrated). And the same in a sentence."""
+    heading = pred.unknown_text() if p.unknown else p.species[0][0] if p.species else p[0][0]
+    label = LabelData(label=heading, confidences=[LabelConfidence(label=lab, confidence=q) for lab, q in p])
+    if p.unknown:
+        text = f"**{pred.unknown_text()}.** The closest of its classes are listed only for reference."
+    elif p.species:
+        text = f"**{p.species[0][0].capitalize()}**: {p.species[0][1]:.0%} (its breeds' probabilities added up)."
+    else:
+        text = f"**{p[0][0]}**: {p[0][1]:.0%}."
+    if p.ood_score is not None:
+        text += f" Out-of-distribution score {p.ood_score:.3f} (unknown above {pred.ood['threshold']:.3f})."
+    return label, text
+
+
 def model_card(pred: Predictor) -> str:
     "Markdown: what this model is, how well it did, when and how it was trained."
     m = pred.meta
@@ -90,6 +117,13 @@ def model_card(pred: Predictor) -> str:
             f"- {metrics['n_few_valid_classes']} classes have fewer than 5 validation photos: read these figures as "
             "rough."
         )
+    if pred.ood:
+        o = pred.ood
+        lines.append(
+            f"- **Not one of its classes:** said when the {o['score']} score exceeds {o['threshold']:.3f}, which "
+            f"{o['keep']:.0%} of the validation photos stay under. Probabilities are calibrated (temperature "
+            f"{o['temperature']:.2f}; expected calibration error {o['ece_before']:.3f} → {o['ece_after']:.3f})"
+        )
     lines += [
         f"- **Input:** {pred.size}×{pred.size} px centre crop, normalised with mean {m['mean']} / std {m['std']}",
         f"- **Trained:** {m.get('created', '?')} · {cfg.get('freeze_epochs', '?')} frozen + {cfg.get('epochs', '?')} "
@@ -105,15 +139,15 @@ def build_demo(model_dir: str | os.PathLike) -> gr.Blocks:
     "The whole UI for the export in `model_dir` (or the how-to-train page when there is none)."
     pred, problem = load_model(model_dir)
 
-    def predict(image: str | dict | None) -> dict[str, float]:
-        "Top labels with probabilities for one photo (the `/predict` API endpoint)."
+    def predict(image: str | dict | None) -> tuple[LabelData, str]:
+        "The verdict and top labels for one photo (the `/predict` API endpoint), and the answer as a sentence."
         if pred is None:
             raise gr.Error("No model is loaded: train one with catdog-train, then restart the app.")
-        try:
-            top = pred.predict(_check_upload(image), top_k=max(TOP_K, min(len(pred.vocab), 2)))
+        try:  # the predictor gives all the classes when a model has fewer than TOP_K (a cat/dog model: both)
+            p = pred.predict(_check_upload(image), top_k=TOP_K, calibrated=True)
         except ImageError as e:
             raise gr.Error(f"Can't use this file: {e}.") from None
-        return dict(top)
+        return verdict(pred, p)
 
     def explain(image: str | dict | None) -> tuple[Any, str]:
         "Grad-CAM overlay for the predicted class."
@@ -127,24 +161,23 @@ def build_demo(model_dir: str | os.PathLike) -> gr.Blocks:
             return None, f"_{e}_"
         return img, f"Red areas pushed the model most towards **{label}**."
 
-    def predict_many(files: list[str] | None) -> tuple[list[list[Any]], str | None]:
+    def predict_many(files: list[str] | None) -> tuple[dict[str, list], str | None]:
         "A table of predictions for several photos, and the same as a CSV file to download."
         if pred is None:
             raise gr.Error("No model is loaded: train one with catdog-train, then restart the app.")
         if not files:
             raise gr.Error("Choose one or more photos first.")
-        rows = []
+        results: list[Prediction | Exception] = []
         for f in files:
-            name = Path(f).name
             try:
-                top = pred.predict(_check_upload(f), top_k=TOP_K)
-                rows.append([name, top[0][0], round(top[0][1], 4), ", ".join(f"{lab} {p:.2f}" for lab, p in top[1:])])
+                results.append(pred.predict(_check_upload(f), top_k=TOP_K, calibrated=True))
             except (ImageError, gr.Error) as e:
-                rows.append([name, "", None, f"error: {getattr(e, 'message', e)}"])
+                results.append(e)
+        rows = table(pred, [Path(f).name for f in files], results, TOP_K)
         fd, out = tempfile.mkstemp(prefix="predictions-", suffix=".csv")
-        with os.fdopen(fd, "w", newline="") as fh:
-            csv.writer(fh).writerows([["file", "label", "probability", "runners-up"], *rows])
-        return rows, out
+        os.close(fd)
+        write_csv(out, rows)
+        return {"headers": rows[0], "data": rows[1:]}, out
 
     with gr.Blocks(title="Cat or dog? · catdog_fastai", analytics_enabled=False) as demo:
         gr.Markdown(
@@ -163,20 +196,20 @@ def build_demo(model_dir: str | os.PathLike) -> gr.Blocks:
                     if EXAMPLES:
                         gr.Examples(EXAMPLES, inputs=image, label="Or try one of these")
                 with gr.Column():
-                    label = gr.Label(num_top_classes=TOP_K, label="Prediction")
+                    answer = gr.Markdown()
+                    label = verdict_label(num_top_classes=TOP_K, label="Prediction")
                     heat = gr.Image(label="What the model looked at (Grad-CAM)", interactive=False, height=260)
                     heat_note = gr.Markdown()
-            button.click(predict, image, label, api_name="predict", preprocess=False).then(
-                explain, image, [heat, heat_note], api_name="explain", preprocess=False
-            )
+            sentence = gr.State("")  # not part of the API: `/predict` returns the label alone, as before
+            button.click(predict, image, [label, sentence], api_name="predict", preprocess=False).then(
+                lambda text: text, sentence, answer, api_name=False
+            ).then(explain, image, [heat, heat_note], api_name="explain", preprocess=False)
         with gr.Tab("Batch"):
             files = gr.File(file_count="multiple", file_types=["image"], type="filepath", label="Photos")
             batch_button = gr.Button("Classify all", variant="primary")
-            table = gr.Dataframe(
-                headers=["file", "label", "probability", "runners-up"], label="Predictions", interactive=False
-            )
+            table_out = gr.Dataframe(label="Predictions (the same columns as catdog-predict --csv)", interactive=False)
             csv_file = gr.File(label="Download as CSV", interactive=False)
-            batch_button.click(predict_many, files, [table, csv_file], api_name="predict_batch")
+            batch_button.click(predict_many, files, [table_out, csv_file], api_name="predict_batch")
         with gr.Tab("Model card"):
             gr.Markdown(model_card(pred) if pred else problem)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=256)

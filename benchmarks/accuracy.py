@@ -145,6 +145,7 @@ def main() -> None:
     ap.add_argument("--baseline", default="course", help="recipe the paired differences are taken against")
     ap.add_argument("--json", help="write every run's scores here (default: benchmarks/results/accuracy-cv-*.json)")
     ap.add_argument("--workers", type=int, default=-1, help="DataLoader workers for every recipe (-1: auto)")
+    ap.add_argument("--append", action="store_true", help="add to the runs already in --json (same folds and seeds)")
     args = ap.parse_args()
     import recipes
 
@@ -159,8 +160,9 @@ def main() -> None:
     out = Path(
         args.json or f"benchmarks/results/accuracy-cv-{args.task}-{'gpu' if torch.cuda.is_available() else 'cpu'}.json"
     )
-    rows: list[dict] = []
-    epochs_log: list[dict] = []
+    old = json.loads(out.read_text()) if args.append and out.is_file() else dict(runs=[], epochs=[])
+    rows: list[dict] = old["runs"]
+    epochs_log: list[dict] = old["epochs"]
     with tempfile.TemporaryDirectory() as tmp:
         folds = make_folds(Path(args.data), Path(tmp) / "folds", args.folds, seed=1234)
         run_folds = args.run_folds if args.run_folds is not None else list(range(args.folds))
@@ -179,7 +181,7 @@ def main() -> None:
                     rule = epoch_rule(r)
                     if rule:
                         epochs_log.append(dict(recipe=recipe, fold=f, seed=seed, **rule))
-                    s = rows[-4]
+                    s = rows[-4]  # as trained (the 3 after it are its post-hoc variants)
                     print(
                         f"seed {seed} fold {f} {recipe:12}: breeds_bal {s.get('breeds_bal', float('nan')):.3f} "
                         f"catdog_bal {s['catdog_bal']:.3f}  train {r['img_s']:.1f} img/s  "

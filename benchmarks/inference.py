@@ -52,11 +52,12 @@ def main() -> None:
     ap.add_argument("--images", default="../shared/data/pets-dev/images")
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--bs", type=int, default=32)
+    ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False, help="mirror-image TTA (2 views)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     files = sorted(Path(args.images).glob("*.jpg"))[: max(args.bs, 8)]
     photo = files[0]
-    pred = load_predictor(args.model, device="cpu")
+    pred = load_predictor(args.model, device="cpu", tta=args.tta)
     model = pred.model
     print(
         f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "

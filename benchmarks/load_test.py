@@ -10,68 +10,11 @@ predictions and reports the app's resident memory before and after. Traffic goes
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from catdog_fastai.appcheck import hammer, rss_mb, start_app
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def rss_mb(pid: int) -> float:
-    "Resident memory of a process, from /proc (Linux)."
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def hammer(url: str, photo: Path, clients: int, per_client: int, deadline_s: float = 300) -> dict:
-    """`clients` threads, each with its own `gradio_client.Client`, `per_client` predictions each.
-
-    Returns counts of successes and failures, latencies (s) and wall time; stops issuing requests at the deadline.
-    """
-    from gradio_client import Client, handle_file
-
-    stop = time.time() + deadline_s
-
-    def one_user(_: int) -> tuple[list[float], list[str]]:
-        lat, errors = [], []
-        try:
-            client = Client(url, verbose=False)
-        except Exception as e:  # noqa: BLE001 - a failed connection is a failed request to report
-            return [], [f"connect: {e}"]
-        for _ in range(per_client):
-            if time.time() > stop:
-                errors.append("deadline")
-                break
-            t = time.perf_counter()
-            try:
-                res = client.predict(handle_file(str(photo)), api_name="/predict")
-                if not res.get("label"):
-                    raise ValueError(f"no label in {res}")
-                lat.append(time.perf_counter() - t)
-            except Exception as e:  # noqa: BLE001
-                errors.append(f"{type(e).__name__}: {e}")
-        return lat, errors
-
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=clients) as ex:
-        results = list(ex.map(one_user, range(clients)))
-    wall = time.perf_counter() - t0
-    lat = [x for r in results for x in r[0]]
-    errors = [x for r in results for x in r[1]]
-    q = statistics.quantiles(lat, n=20) if len(lat) >= 2 else [float("nan")] * 19
-    return dict(
-        ok=len(lat),
-        failed=len(errors),
-        errors=errors[:5],
-        p50=statistics.median(lat) if lat else None,
-        p95=q[18],
-        wall=wall,
-        rps=len(lat) / wall,
-    )
 
 
 def main() -> None:
@@ -82,9 +25,6 @@ def main() -> None:
     ap.add_argument("--per-client", type=int, default=6)
     ap.add_argument("--soak", type=int, default=1000, help="predictions for the memory check")
     args = ap.parse_args()
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import start_app
-
     proc, url = start_app(Path(args.model), Path("/tmp/catdog_load_app.log"))
     try:
         base = rss_mb(proc.pid)

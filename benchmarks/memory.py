@@ -25,10 +25,7 @@ def peak_mb(pid: int) -> float:
 
 def app_peak(model_dir: Path, n: int = 20) -> float:
     "Peak RSS of app.py serving `model_dir` after `n` predictions (or just started, without a model)."
-    sys.path.insert(0, str(REPO / "tests"))
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from conftest import start_app
-    from load_test import hammer
+    from catdog_fastai.appcheck import hammer, start_app
 
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_app(model_dir, Path(tmp) / "app.log")

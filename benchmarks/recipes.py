@@ -144,6 +144,9 @@ def _variant(name: str, epochs: int) -> tuple[dict, list, list]:
         "ours": ({}, [], []),
         "ours-la": (dict(logit_adjust=0.0), [], []),  # plain cross-entropy instead of the logit-adjusted loss
         "ours+best": (dict(export_epoch="best"), [], []),
+        "ours+balanced": (dict(sampling="balanced"), [], []),  # every class equally often (prior then uniform)
+        "ours+sqrt": (dict(sampling="sqrt"), [], []),
+        "ours+tau2": (dict(logit_adjust=2.0), [], []),
         "ours+cache": (dict(cache=True), [], []),
         "ours+nosyncaug": ({}, [], [no_aug_syncs()]),  # not measured yet: needs a GPU (BENCHMARKS.md §3)
         "ours+ls": (dict(label_smoothing=0.1), [], []),
@@ -220,7 +223,7 @@ def run_ours(data: Path, weights: str, epochs: int, seed: int, out: Path, task: 
     img_s = sum(unfrozen) / len(unfrozen) if unfrozen else float("nan")
     if not score:
         return _result([], [], [], (None, None), img_s, t0)
-    pred = load_predictor(out)
+    pred = load_predictor(out, tta=False)  # both views are scored, as every recipe's
     files = sorted(find_images(data / "valid")[0])
     train_files = find_images(data / "train")[0]
     label = label_func(task)

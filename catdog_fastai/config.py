@@ -84,6 +84,14 @@ class TrainConfig:
     opt: str = _f("adam", "optimizer from the SGD family", "train", choices=OPTIMIZERS)
     wd: float = _f(0.01, "weight decay (decoupled for adam-style optimizers)", "train")
     label_smoothing: float = _f(0.0, "label smoothing for the cross-entropy loss; 0 disables", "train")
+    sampling: str = _f(
+        "instance",
+        "instance (every training photo once an epoch), balanced (every class equally often, drawn with "
+        "replacement) or sqrt (classes in proportion to the square root of their size); the loss takes out "
+        "whatever class prior the sampling leaves",
+        "train",
+        choices=("instance", "sqrt", "balanced"),
+    )
     logit_adjust: float = _f(
         1.0,
         "tau of the logit-adjusted loss (Menon et al. 2021): the model learns class-balanced probabilities from "

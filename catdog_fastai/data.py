@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import fastai.callback.data  # noqa: F401 - patches DataBlock.weighted_dataloaders (WeightedDL)
 import numpy as np
 import torch
 from fastai.data.block import CategoryBlock, DataBlock
@@ -36,6 +37,7 @@ from .config import TrainConfig
 from .errors import CatdogError
 from .images import IMAGE_EXTS, ImageError, center_crop_resize, check_image_file, open_image
 from .labels import CsvLabels, is_pets_name, label_func
+from .losses import SAMPLING_POWER
 
 log = logging.getLogger("catdog_fastai")
 LAYOUTS = {  # where the labels come from (`dls.layout`), as the log and the messages say it
@@ -155,8 +157,8 @@ def download_pets() -> Path:
     except OSError as e:  # URLError, socket errors, HTTP errors are all OSErrors
         raise DataError(
             f"could not download Oxford-IIIT Pets from {URLs.PETS} ({e.__class__.__name__}: {e}). "
-            "Offline? Pass --data DIR: a Pets folder (images/ [+ annotations/]) or a folder of Breed_N.jpg files, "
-            "e.g. --data ../shared/data/pets-dev/images"
+            "Offline? Pass --data DIR: a Pets folder (images/ [+ annotations/]) or a folder of Breed_N.jpg files "
+            "you already have (e.g. --data ~/.fastai/data/oxford-iiit-pet), one folder per class, or a CSV"
         ) from None
 
 
@@ -499,7 +501,12 @@ def get_dls(cfg: TrainConfig, device: str | None = None) -> DataLoaders:
         LAYOUTS[found.layout],
         folder,
     )
-    dls = dblock.dataloaders(items, bs=cfg.bs, num_workers=workers, device=device)
+    if cfg.sampling == "instance":
+        dls = dblock.dataloaders(items, bs=cfg.bs, num_workers=workers, device=device)
+    else:  # fastai's WeightedDL: photos drawn with replacement, each with weight n_class ** -power
+        size = Counter(labels[i] for i in train)
+        wgts = [size.get(y, 1) ** -SAMPLING_POWER[cfg.sampling] for y in labels]
+        dls = dblock.weighted_dataloaders(items, wgts=wgts, bs=cfg.bs, num_workers=workers, device=device)
     dls.image_cache = cache  # for inspection; the DataBlock holds its own reference
     dls.layout = found.layout  # where the labels came from (a key of LAYOUTS), for the export's model.json
     return dls

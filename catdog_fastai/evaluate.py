@@ -29,8 +29,13 @@ def _save_fig(fig: Any, path: Path) -> None:
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=100, bbox_inches="tight"))
 
 
-def report(learn: Any, out: str | os.PathLike, top_k: int = 9) -> dict[str, Any]:
-    """Evaluate `learn` on its validation set; write report.json and the two PNGs to `out`; print a summary."""
+def report(
+    learn: Any, out: str | os.PathLike, top_k: int = 9, calibration: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Evaluate `learn` on its validation set; write report.json and the two PNGs to `out`; print a summary.
+
+    `calibration`: the export's `ood` entry (`ood.fit`), whose temperature and ECE before/after join the report.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,6 +64,9 @@ def report(learn: Any, out: str | os.PathLike, top_k: int = 9) -> dict[str, Any]
         summary.update(
             valid_catdog_accuracy=cd["catdog_accuracy"], valid_catdog_balanced_accuracy=cd["catdog_balanced_accuracy"]
         )
+    if calibration is not None:
+        keys = ("temperature", "ece_before", "ece_after", "score", "threshold", "keep")
+        summary["calibration"] = {k: calibration[k] for k in keys}
     few = few_photo_classes(s["n_per_class"])
     summary.update(
         n_few_valid_classes=len(few),
@@ -89,6 +97,13 @@ def _summary_lines(summary: dict[str, Any], most: list, out: Path) -> list[str]:
         lines.append(
             f"cat/dog implied by the breed predictions: accuracy {summary['valid_catdog_accuracy']:.4f}, "
             f"every breed weighted the same {summary['valid_catdog_balanced_accuracy']:.4f}"
+        )
+    cal = summary.get("calibration")
+    if cal:
+        lines.append(
+            f"calibration: expected calibration error {cal['ece_before']:.4f} -> {cal['ece_after']:.4f} with "
+            f"temperature {cal['temperature']:.3f}; 'unknown' above {cal['score']} {cal['threshold']:.4f} "
+            f"(keeps {cal['keep']:.0%} of the validation photos)"
         )
     per_class, counts, few = summary["per_class"], summary["n_valid_per_class"], summary["few_valid_classes"]
     if few:

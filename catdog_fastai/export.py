@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1  # bump when model.json's meaning changes; loaders refuse other versions
 WEIGHTS, META, PKL = "model.safetensors", "model.json", "model.pkl"
+EXTRA_PREFIX = "ood."  # tensors in model.safetensors that are not the model's weights (`save_safe(extra=...)`)
 
 
 class ExportError(CatdogError):
@@ -85,12 +86,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_safe(model: torch.nn.Module, meta: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]:
-    """Write `model.safetensors` then `model.json` (which carries the weights' sha256, tying the pair together)."""
+def save_safe(
+    model: torch.nn.Module,
+    meta: dict[str, Any],
+    out: str | os.PathLike,
+    extra: dict[str, torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """Write `model.safetensors` then `model.json` (which carries the weights' sha256, tying the pair together).
+
+    `extra` tensors (names starting `ood.`, e.g. the class means of the OOD score) are stored beside the weights.
+    """
     out = Path(out)
     sd = {
         k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
-        for k, v in model.state_dict().items()
+        for k, v in {**model.state_dict(), **(extra or {})}.items()
     }
     atomic_write(out / WEIGHTS, lambda p: save_file(sd, str(p), metadata={"format": "pt"}))
     meta = {
@@ -153,6 +162,7 @@ def load_safe(path: str | os.PathLike, device: str | torch.device = "cpu") -> tu
         sd = load_file(str(wpath), device="cpu")
     except Exception as e:  # safetensors raises its own error types for damaged headers
         raise ExportError(f"{wpath} is not a readable safetensors file ({e})") from None
+    sd = {k: v for k, v in sd.items() if not k.startswith(EXTRA_PREFIX)}  # not weights: see `read_extra`
     want = model.state_dict()
     missing, extra = sorted(set(want) - set(sd)), sorted(set(sd) - set(want))
     bad = [k for k in set(want) & set(sd) if want[k].shape != sd[k].shape]
@@ -174,6 +184,18 @@ def load_safe(path: str | os.PathLike, device: str | torch.device = "cpu") -> tu
     return model.to(device).eval(), meta
 
 
+def read_extra(path: str | os.PathLike, key: str) -> torch.Tensor | None:
+    "One `extra` tensor saved beside the weights, or None (exports made before it existed load without it)."
+    from safetensors import safe_open
+
+    path = Path(path)
+    wpath = (path if path.is_dir() else path.parent) / WEIGHTS
+    if not wpath.is_file():
+        return None
+    with safe_open(str(wpath), "pt") as f:
+        return f.get_tensor(key) if key in f.keys() else None
+
+
 def export_meta(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any]) -> dict[str, Any]:
     "What `model.json` says about a model: enough to rebuild it, preprocess for it and judge it."
     from .model import norm_stats
@@ -192,12 +214,22 @@ def export_meta(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any]) -> di
     )
 
 
-def export(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any]) -> Path:
-    "Write the pickle-free pair and (unless --no-pkl) `model.pkl`, each atomically."
+def export(
+    learn: Learner, cfg: TrainConfig, metrics: dict[str, Any], ood: tuple[dict, torch.Tensor] | None = None
+) -> Path:
+    """Write the pickle-free pair and (unless --no-pkl) `model.pkl`, each atomically.
+
+    `ood`: model.json's `ood` entry and the class means (`ood.calibrate`); older exports have neither.
+    """
     out = Path(cfg.out)
     meta = export_meta(learn, cfg, metrics)
+    extra = None
+    if ood is not None:
+        from .ood import MEANS_KEY
+
+        meta["ood"], extra = ood[0], {MEANS_KEY: ood[1]}
     learn.model.float()
-    save_safe(learn.model, meta, out)
+    save_safe(learn.model, meta, out, extra)
     if cfg.pkl:
         learn.catdog_meta = meta  # travels inside model.pkl, so load_predictor(trusted=True) needs nothing else
         atomic_write(out / PKL, lambda p: learn.export(p))

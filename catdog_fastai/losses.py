@@ -28,6 +28,14 @@ class LogitAdjustedLoss(CrossEntropyLossFlat):
         return super().__call__(inp + self.adjust.to(inp.device, inp.dtype), targ, **kwargs)
 
 
+SAMPLING_POWER = {"instance": 0.0, "sqrt": 0.5, "balanced": 1.0}  # a photo is drawn with weight n_class ** -power
+
+
+def sampled_counts(counts: Sequence[int], sampling: str) -> list[float]:
+    "How often each class is drawn per epoch under `sampling` (relative): the prior the loss must take out."
+    return [n ** (1 - SAMPLING_POWER[sampling]) if n else 0.0 for n in counts]
+
+
 def training_loss(counts: Sequence[int], tau: float, label_smoothing: float = 0.0) -> CrossEntropyLossFlat:
     "The loss `catdog-train` uses: logit-adjusted for `tau` > 0, plain cross-entropy for `tau` = 0."
     if tau == 0:

@@ -1,15 +1,18 @@
 """Predict from an export without fastai and without pickle: `load_predictor('models/').predict('cat.jpg')`.
 
 The serving path is decode (`images.open_image`) -> centre crop + resize (`images.center_crop_resize`, the
-validation view used in training) -> normalise -> forward -> softmax. It imports torch, timm and PIL only, so it
-starts fast, and it reads `model.safetensors`, which cannot run code. `model.pkl` is read only when the caller
-says the file is trusted.
+validation view used in training) -> normalise -> forward -> softmax, plus the out-of-distribution verdict
+(`ood.py`: is this one of the model's classes at all?) and, for Pets breed models, cat or dog with the breeds'
+probabilities summed. It imports torch, timm and PIL only, so it starts fast, and it reads `model.safetensors`,
+which cannot run code. `model.pkl` is read only when the caller says the file is trusted.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import logging
+import math
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -19,10 +22,39 @@ from typing import Any
 import numpy as np
 import torch
 
-from .export import PKL, ExportError, load_safe
+from . import ood
+from .export import PKL, ExportError, load_safe, read_extra
 from .images import IMAGE_EXTS, ImageError, ImageInput, center_crop_resize, open_image
+from .labels import breed_is_cat
+from .metrics import is_pets_vocab
 
-Prediction = list[tuple[str, float]]  # (label, probability), best first
+log = logging.getLogger("catdog_fastai")
+
+
+class Prediction(list):
+    """(label, probability) pairs, best first: a plain list, so it compares, indexes and unpacks as it always did.
+
+    It also carries the verdict on the whole photo:
+    - `unknown`: True when the photo looks like none of the model's classes (OOD score above the export's
+      threshold); None for exports made before OOD detection existed (no `ood` entry in model.json).
+    - `ood_score`: higher = less like the training photos (None with `unknown`).
+    - `species`: for Pets breed models, `[('cat', p), ('dog', 1 - p)]` best first, p summed over that species'
+      breeds (all of them, not only the top k); None for other models.
+    """
+
+    def __init__(
+        self,
+        pairs: Iterable[tuple[str, float]] = (),
+        unknown: bool | None = None,
+        ood_score: float | None = None,
+        species: list[tuple[str, float]] | None = None,
+    ):
+        super().__init__(pairs)
+        self.unknown, self.ood_score, self.species = unknown, ood_score, species
+
+    def __repr__(self) -> str:
+        verdict = f"unknown={self.unknown}, ood_score={self.ood_score}, species={self.species}"
+        return f"Prediction({list.__repr__(self)}, {verdict})"
 
 
 class UnsafeModelError(ExportError):
@@ -30,19 +62,46 @@ class UnsafeModelError(ExportError):
 
 
 class Predictor:
-    """A model plus the preprocessing it was trained with. `predict` one image, `predict_batch` many."""
+    """A model plus the preprocessing it was trained with. `predict` one image, `predict_batch` many.
 
-    def __init__(self, model: torch.nn.Module, meta: dict[str, Any], device: str | torch.device = "cpu"):
+    Probabilities are the model's softmax unless `calibrated=True`, which divides the logits by the temperature
+    fitted on the validation photos (`ood.calibrate`): the figures to show people. The `unknown` verdict and the
+    species are the same either way. With `tta` (the default) each photo is also seen as its mirror image and the
+    two softmaxes are averaged: +3 to +5 points of balanced breed accuracy for one more forward pass
+    (BENCHMARKS.md §1). `tta=False` gives exactly fastai's `learn.predict`.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        meta: dict[str, Any],
+        device: str | torch.device = "cpu",
+        class_means: torch.Tensor | None = None,
+        tta: bool = True,
+    ):
         # channels_last: faster convolutions on the CPU too (lite0: 1.3x per photo, 1.8x per batch; BENCHMARKS.md)
         self.model = model.eval().to(memory_format=torch.channels_last)
-        self.meta, self.device = meta, torch.device(device)
+        self.meta, self.device, self.tta = meta, torch.device(device), tta
         self.vocab: list[str] = [str(v) for v in meta["vocab"]]
         self.size = int(meta["size"])
         self._mean = torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
         self._std = torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
+        self.ood: dict[str, Any] | None = meta.get("ood")
+        if self.ood and self.ood["score"] != "energy" and class_means is None:
+            log.warning("model.json has an OOD threshold but model.safetensors no class means: no unknown verdict")
+            self.ood = None
+        self._means = None if class_means is None else class_means.to(self.device)
+        self.temperature = float(self.ood["temperature"]) if self.ood else 1.0
+        pets_breeds = meta.get("task") == "breeds" and is_pets_vocab(self.vocab)
+        self._is_cat = torch.tensor([breed_is_cat(v) for v in self.vocab]) if pets_breeds else None
 
     def __repr__(self) -> str:
         return f"Predictor({self.meta['arch']}, task={self.meta.get('task')}, {len(self.vocab)} classes, {self.size}px)"
+
+    @property
+    def has_species(self) -> bool:
+        "True for Pets breed models, whose predictions say cat or dog first."
+        return self._is_cat is not None
 
     def preprocess(self, x: ImageInput) -> torch.Tensor:
         "An image (path, bytes, PIL, numpy) as a uint8 (3, size, size) tensor."
@@ -50,54 +109,113 @@ class Predictor:
         return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
 
     @torch.inference_mode()
-    def probs(self, batch: torch.Tensor) -> torch.Tensor:
-        "Class probabilities for a uint8 (N, 3, size, size) batch."
+    def outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        "Logits and OOD scores (None for exports without an `ood` entry) for a uint8 (N, 3, size, size) batch."
         x = (batch.to(self.device, non_blocking=True).float().div_(255) - self._mean) / self._std
-        return self.model(x).float().softmax(dim=1).cpu()
+        n = len(x)
+        logits, pooled = ood.forward(self.model, torch.cat([x, x.flip(-1)]) if self.tta else x)
+        scores = ood.score(logits[:n], pooled[:n], self.ood, self._means).cpu() if self.ood else None
+        if self.tta:  # the log of the two views' mean softmax: softmax of it is that mean
+            logits = torch.logsumexp(torch.stack([logits[:n], logits[n:]]).float().log_softmax(-1), 0) - math.log(2)
+        return logits.float().cpu(), scores
 
-    def _top(self, p: torch.Tensor, top_k: int | None) -> Prediction:
+    def probs(self, batch: torch.Tensor) -> torch.Tensor:
+        "Class probabilities (the model's plain softmax, as fastai's `learn.predict`) for a uint8 batch."
+        return self.outputs(batch)[0].softmax(dim=1)
+
+    def _top(self, p: torch.Tensor, top_k: int | None) -> list[tuple[str, float]]:
         k = len(self.vocab) if top_k is None else max(1, min(top_k, len(self.vocab)))
         vals, idxs = p.topk(k)
         return [(self.vocab[i], float(v)) for v, i in zip(vals.tolist(), idxs.tolist())]
 
-    def predict(self, x: ImageInput, top_k: int | None = 3) -> Prediction:
-        "Labels with probabilities, best first (`top_k=None` for all classes)."
-        return self._top(self.probs(self.preprocess(x)[None])[0], top_k)
+    def _species(self, p: torch.Tensor) -> list[tuple[str, float]] | None:
+        if self._is_cat is None:
+            return None
+        cat = float(p[self._is_cat].sum())
+        return sorted([("cat", cat), ("dog", 1 - cat)], key=lambda kv: -kv[1])
 
-    def predict_batch(self, xs: Iterable[ImageInput], top_k: int | None = 3, bs: int = 32) -> list[Prediction]:
-        "`predict` for many images, run `bs` at a time. Raises `ImageError` naming the first bad image."
-        xs = list(xs) if not isinstance(xs, list) else xs
-        out: list[Prediction] = []
+    def _results(self, batch: torch.Tensor, top_k: int | None, calibrated: bool) -> list[Prediction]:
+        logits, scores = self.outputs(batch)
+        probs = (logits / (self.temperature if calibrated else 1.0)).softmax(dim=1)
+        return [
+            Prediction(
+                self._top(p, top_k),
+                unknown=None if scores is None else bool(scores[i] > self.ood["threshold"]),
+                ood_score=None if scores is None else float(scores[i]),
+                species=self._species(p),
+            )
+            for i, p in enumerate(probs)
+        ]
+
+    def predict(self, x: ImageInput, top_k: int | None = 3, calibrated: bool = False) -> Prediction:
+        "Labels with probabilities, best first (`top_k=None` for all classes), and the verdict (`Prediction`)."
+        return self._results(self.preprocess(x)[None], top_k, calibrated)[0]
+
+    def predict_each(
+        self, xs: Iterable[ImageInput], top_k: int | None = 3, bs: int = 32, calibrated: bool = False
+    ) -> list[Prediction | ImageError]:
+        "`predict` for many images, `bs` per forward pass; an unreadable image gets its `ImageError` in its place."
+        xs = list(xs)
+        out: list[Prediction | ImageError] = []
         for i in range(0, len(xs), bs):
-            chunk = []
-            for j, x in enumerate(xs[i : i + bs], start=i):
-                try:
-                    chunk.append(self.preprocess(x))
-                except ImageError as e:
-                    raise ImageError(f"image {j}: {e}") from None
-            out += [self._top(p, top_k) for p in self.probs(torch.stack(chunk))]
+            chunk = [self._try_preprocess(x) for x in xs[i : i + bs]]
+            good = [t for t in chunk if isinstance(t, torch.Tensor)]
+            results = iter(self._results(torch.stack(good), top_k, calibrated) if good else [])
+            out += [next(results) if isinstance(t, torch.Tensor) else t for t in chunk]
         return out
+
+    def predict_batch(
+        self, xs: Iterable[ImageInput], top_k: int | None = 3, bs: int = 32, calibrated: bool = False
+    ) -> list[Prediction]:
+        "`predict` for many images, run `bs` at a time. Raises `ImageError` naming the first bad image."
+        out = self.predict_each(xs, top_k, bs, calibrated)
+        for j, r in enumerate(out):
+            if isinstance(r, ImageError):
+                raise ImageError(f"image {j}: {r}")
+        return out  # type: ignore[return-value] - no ImageError left
+
+    def _try_preprocess(self, x: ImageInput) -> torch.Tensor | ImageError:
+        try:
+            return self.preprocess(x)
+        except ImageError as e:
+            return e
+
+    def describe(self, p: Prediction) -> str:
+        "One line for people: the verdict, or the species then the labels (calibrated figures make sense here)."
+        labels = ", ".join(f"{lab} {q:.1%}" for lab, q in p)
+        if p.unknown:
+            return f"{self.unknown_text()} (closest: {labels})"
+        head = f"{p.species[0][0]} {p.species[0][1]:.1%}: " if p.species else ""
+        return head + labels
+
+    def unknown_text(self) -> str:
+        "What the unknown verdict says for this model: cat or dog for Pets models, else its own classes."
+        pets = self.has_species or self.vocab == ["cat", "dog"]
+        return "This doesn't look like " + ("a cat or a dog" if pets else "any of this model's classes")
 
 
 def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _from_pickle(path: Path, device: str) -> Predictor:
+def _from_pickle(path: Path, device: str, tta: bool) -> Predictor:
     from fastai.learner import load_learner
 
     learn = load_learner(path, cpu=device == "cpu")
     meta = getattr(learn, "catdog_meta", None)
     if meta is None:
         raise ExportError(f"{path} is a fastai export without catdog_fastai metadata; use load_learner directly")
-    return Predictor(learn.model.to(device), meta, device)
+    return Predictor(learn.model.to(device), meta, device, read_extra(path, ood.MEANS_KEY), tta)
 
 
-def load_predictor(path: str | os.PathLike = "models", trusted: bool = False, device: str | None = None) -> Predictor:
+def load_predictor(
+    path: str | os.PathLike = "models", trusted: bool = False, device: str | None = None, tta: bool = True
+) -> Predictor:
     """Load an export folder (or a file in it) for prediction.
 
     By default reads the pickle-free pair `model.safetensors` + `model.json`. A `.pkl` path is loaded only with
-    `trusted=True`: unpickling runs whatever code the file contains.
+    `trusted=True`: unpickling runs whatever code the file contains. `tta`: average each photo with its mirror
+    image (see `Predictor`).
     """
     path = Path(path).expanduser()
     device = device or _default_device()
@@ -108,11 +226,11 @@ def load_predictor(path: str | os.PathLike = "models", trusted: bool = False, de
                 f"export in {path.parent} instead (model.safetensors + model.json), or pass trusted=True if you "
                 "made this file yourself."
             )
-        return _from_pickle(path, device)
+        return _from_pickle(path, device, tta)
     if not path.exists():
         raise ExportError(f"no model at {path}: train one with `catdog-train --out {path}`")
     model, meta = load_safe(path, device=device)
-    return Predictor(model, meta, device)
+    return Predictor(model, meta, device, read_extra(path, ood.MEANS_KEY), tta)
 
 
 def _expand(paths: Sequence[str]) -> list[Path]:
@@ -152,32 +270,55 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print("catdog-predict: no images found in " + " ".join(args.paths), file=sys.stderr)
         return 2
-    from tqdm import tqdm  # already installed with timm (huggingface_hub); lighter than fastprogress
-
-    rows, failed = [], 0
-    for f in tqdm(files, disable=not sys.stderr.isatty(), leave=False, unit="img"):
-        try:
-            top = pred.predict(f, top_k=args.top_k)
-        except ImageError as e:
+    results = pred.predict_each(files, top_k=args.top_k, bs=args.bs, calibrated=True)
+    failed = 0
+    for f, r in zip(files, results):
+        if isinstance(r, ImageError):
             failed += 1
-            print(f"{f}: skipped: {e}", file=sys.stderr)
-            continue
-        rows.append((str(f), top))
-        print(f"{f}\t" + "  ".join(f"{lab} {p:.3f}" for lab, p in top))
+            print(f"{f}: skipped: {r}", file=sys.stderr)
+        else:
+            print(f"{f}\t{pred.describe(r)}")
     if args.csv:
-        from .export import atomic_write
-
-        def _write(p: Path) -> None:
-            with open(p, "w", newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(["path"] + [c for i in range(1, args.top_k + 1) for c in (f"label{i}", f"prob{i}")])
-                for path, top in rows:
-                    w.writerow([path] + [c for lab, p in top for c in (lab, f"{p:.6f}")])
-
-        atomic_write(args.csv, _write)
+        write_csv(args.csv, table(pred, [str(f) for f in files], results, args.top_k))
     if failed:
         print(f"catdog-predict: {failed} of {len(files)} files could not be read", file=sys.stderr)
-    return 1 if failed and not rows else 0
+    return 1 if failed == len(files) else 0
+
+
+def table(
+    pred: Predictor, names: Sequence[str], results: Sequence[Prediction | Exception], top_k: int
+) -> list[list[str]]:
+    """The one CSV schema of `catdog-predict --csv` and the app's batch tab, header first: path, unknown
+    (true/false, empty for exports without OOD detection), ood_score, for Pets breed models species and
+    species_prob, label1, prob1, ... (calibrated probabilities), and error (why a file could not be read)."""
+    top_k = min(top_k, len(pred.vocab))
+    header = ["path", "unknown", "ood_score", *(["species", "species_prob"] if pred.has_species else [])]
+    header += [c for i in range(1, top_k + 1) for c in (f"label{i}", f"prob{i}")] + ["error"]
+    rows = [header]
+    for name, r in zip(names, results):
+        if not isinstance(r, Prediction):
+            rows.append([name] + [""] * (len(header) - 2) + [str(getattr(r, "message", r))])
+            continue
+        row = [name, "" if r.unknown is None else str(r.unknown).lower(), _num(r.ood_score)]
+        row += [r.species[0][0], _num(r.species[0][1])] if r.species else []
+        row += [c for lab, q in r for c in (lab, _num(q))]
+        rows.append(row + [""] * (len(header) - len(row) - 1) + [""])
+    return rows
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:.6f}"
+
+
+def write_csv(path: str | os.PathLike, rows: list[list[str]]) -> Path:
+    "Write `table` rows to `path` atomically (a crash never leaves half a file)."
+    from .export import atomic_write
+
+    def _write(p: Path) -> None:
+        with open(p, "w", newline="") as fh:
+            csv.writer(fh).writerows(rows)
+
+    return atomic_write(path, _write)
 
 
 if __name__ == "__main__":

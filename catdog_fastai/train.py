@@ -30,6 +30,7 @@ from fastai.learner import Learner
 from fastai.metrics import accuracy, error_rate
 from fastai.torch_core import set_seed
 
+from . import ood
 from .callbacks import BEST, CHECKPOINT, Checkpointer, LossOnDevice, ResumePoint
 from .config import TrainConfig, parse_config
 from .data import get_dls
@@ -37,7 +38,7 @@ from .distributed import LaunchError, distrib, finish, is_main, per_rank_bs, wor
 from .errors import CatdogError, OutputError
 from .evaluate import report
 from .export import atomic_write, export, write_json
-from .losses import training_loss
+from .losses import sampled_counts, training_loss
 from .metrics import BalancedAccuracy, export_epoch
 from .model import build_model, norm_stats, splitter
 from .optim import OPT_FUNCS
@@ -85,7 +86,7 @@ def get_learner(dls: DataLoaders, cfg: TrainConfig) -> Learner:
     learn = Learner(
         dls,
         model,
-        loss_func=training_loss(class_counts(dls), cfg.logit_adjust, cfg.label_smoothing),
+        loss_func=training_loss(sampled_counts(class_counts(dls), cfg.sampling), cfg.logit_adjust, cfg.label_smoothing),
         opt_func=OPT_FUNCS[cfg.opt],
         splitter=splitter,
         metrics=[accuracy, BalancedAccuracy(), error_rate],
@@ -184,9 +185,10 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
     if epoch != state["done"] - 1:
         log.info("exporting epoch %d: better than the last on the validation set (McNemar p < 0.05)", epoch + 1)
         learn.model.load_state_dict(torch.load(out / BEST, map_location="cpu"))
-    summary = report(learn, out)
+    ood_fit = ood.fit(learn)  # "not a cat or a dog": temperature, OOD score threshold, class means (ood.py)
+    summary = report(learn, out, calibration=ood_fit[0])
     summary.update(exported_epoch=epoch + 1, history=state["history"], valid_hits=state["correct"])
-    export(learn, cfg, {k: v for k, v in summary.items() if k not in _REPORT_ONLY})
+    export(learn, cfg, {k: v for k, v in summary.items() if k not in _REPORT_ONLY}, ood=ood_fit)
     write_json(out / "train_config.json", cfg.to_dict())
     for f in (CHECKPOINT, BEST):
         (out / f).unlink(missing_ok=True)

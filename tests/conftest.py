@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from catdog_fastai import TrainConfig
+from catdog_fastai.appcheck import start_app
 
 PETS = Path(__file__).parent / "data" / "pets"  # 113 real Oxford-IIIT Pets photos, CC BY-SA 4.0 (see ATTRIBUTION.md)
 TINY = dict(arch="test_efficientnet", pretrained=False, size=64, presize=80, bs=16, workers=0)
@@ -66,41 +67,6 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(model_dir: Path, log: Path):
-    "Launch `python app.py` on a free localhost port; return (process, url) once it answers (60 s at most)."
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    port = free_port()
-    repo = Path(__file__).parent.parent
-    proc = subprocess.Popen(
-        [sys.executable, str(repo / "app.py"), "--model", str(model_dir), "--port", str(port)],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        cwd=repo,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app.py exited early:\n{log.read_text()}")
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"app.py did not answer on {url} within 60 s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="session")

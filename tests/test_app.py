@@ -24,18 +24,51 @@ def files(tmp_path_factory):
 
 
 def test_predict_endpoint_serves_the_models_prediction(client, breeds_model):
+    "A breed model answers cat or dog first (the label), then its breeds with calibrated probabilities."
     res = client.predict(handle_file(str(PHOTO)), api_name="/predict")
-    want = load_predictor(breeds_model).predict(PHOTO, top_k=3)
-    assert res["label"] == want[0][0]
+    pred = load_predictor(breeds_model)
+    want = pred.predict(PHOTO, top_k=3, calibrated=True)
+    assert res["label"] == (pred.unknown_text() if want.unknown else want.species[0][0])
     got = [(c["label"], c["confidence"]) for c in res["confidences"]]
     assert [lab for lab, _ in got] == [lab for lab, _ in want]
     assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(got, want))
 
 
-def test_explain_endpoint_returns_a_heatmap(client):
+def test_predict_endpoint_says_when_a_photo_is_none_of_the_classes(breeds_model, tmp_path):
+    "With a threshold every photo exceeds, the endpoint's label is the verdict, and the breeds are still listed."
+    import json
+    import shutil
+
+    model = tmp_path / "strict"
+    shutil.copytree(breeds_model, model)
+    meta = json.loads((model / "model.json").read_text())
+    meta["ood"]["threshold"] = -1.0
+    (model / "model.json").write_text(json.dumps(meta))
+    proc, url = start_app(model, tmp_path / "app.log")
+    try:
+        res = Client(url, verbose=False).predict(handle_file(str(PHOTO)), api_name="/predict")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert res["label"] == "This doesn't look like a cat or a dog"
+    assert len(res["confidences"]) == 3 and all(c["label"] in meta["vocab"] for c in res["confidences"])
+
+
+def test_explain_endpoint_returns_a_heatmap(client, breeds_model):
+    import numpy as np
+    from PIL import Image
+
+    from catdog_fastai.images import center_crop_resize, open_image
+
     client.predict(handle_file(str(PHOTO)), api_name="/predict")
     img, note = client.predict(handle_file(str(PHOTO)), api_name="/explain")
-    assert Path(img).is_file() and "pushed the model" in note
+    assert "pushed the model" in note
+    size = load_predictor(breeds_model).size
+    heat = np.asarray(Image.open(img).convert("RGB"), dtype=np.float32)
+    photo = np.asarray(center_crop_resize(open_image(PHOTO), size), dtype=np.float32)
+    assert heat.shape == (size, size, 3)  # the model's view of the photo
+    assert heat.std() > 10  # not a blank or uniform image
+    assert np.abs(heat - photo).mean() > 5  # the heatmap is blended in: not the photo itself
 
 
 @pytest.mark.parametrize("name", [n for n in BAD_NAMES if n not in ("folder", "missing_file")])
@@ -61,14 +94,22 @@ def test_upload_over_the_size_limit_is_refused(client, tmp_path):
     assert client.predict(handle_file(str(PHOTO)), api_name="/predict")["label"]
 
 
-def test_batch_endpoint_returns_a_table_and_csv(client, files):
+def test_batch_endpoint_returns_a_table_and_csv(client, files, breeds_model, tmp_path):
+    "The same columns as `catdog-predict --csv`, from the same writer."
+    import csv
+
+    from catdog_fastai.predict import main as predict_main
+
     paths = [PHOTO, PETS / "beagle_10.jpg", files[1]["text_named_jpg"]]
     table, csv_path = client.predict([handle_file(str(p)) for p in paths], api_name="/predict_batch")
-    rows = table["data"]
-    assert [r[0] for r in rows] == [p.name for p in paths]
-    assert rows[0][1] and rows[2][3].startswith("error:")
-    text = Path(csv_path).read_text().splitlines()
-    assert text[0] == "file,label,probability,runners-up" and len(text) == 4
+    rows = list(csv.DictReader(Path(csv_path).open()))
+    assert [r["path"] for r in rows] == [p.name for p in paths] == [r[0] for r in table["data"]]
+    assert rows[0]["species"] in ("cat", "dog") and rows[0]["unknown"] in ("true", "false")
+    assert rows[2]["error"] and not rows[2]["label1"]
+    cli_csv = tmp_path / "cli.csv"
+    assert predict_main([str(PHOTO), "--model", str(breeds_model), "--csv", str(cli_csv)]) == 0
+    assert Path(csv_path).read_text().splitlines()[0] == cli_csv.read_text().splitlines()[0]
+    assert table["headers"] == cli_csv.read_text().splitlines()[0].split(",")
 
 
 def test_empty_batch_gets_a_message(client):
@@ -82,7 +123,7 @@ def test_app_without_a_model_starts_and_explains(tmp_path):
     proc, url = start_app(tmp_path / "no_model", tmp_path / "app.log")
     try:
         config = urllib.request.urlopen(url + "/config", timeout=10).read().decode()
-        assert "No model yet" in config and "catdog-train" in config
+        assert "No model yet" in config and "catdog-train" in config and "../shared" not in config
         with pytest.raises(Exception, match="No model is loaded"):
             Client(url, verbose=False).predict(handle_file(str(PHOTO)), api_name="/predict")
     finally:

@@ -212,3 +212,24 @@ def test_folders_split_reads_train_and_valid_subfolders(tmp_path):
     shutil.rmtree(root / "valid")
     with pytest.raises(DataError, match="--split folders needs .*valid"):
         get_dls(tiny_cfg(tmp_path / "out", data=str(root), split="folders"))
+
+
+def test_balanced_sampling_draws_every_class_about_equally(tmp_path):
+    import numpy as np
+
+    root = tmp_path / "pets"
+    root.mkdir()
+    for p in sorted(PETS.glob("*.jpg")):  # 3 photos per breed; Bengal made 10x as big with copies
+        shutil.copy(p, root / p.name)
+        if p.name.startswith("Bengal_"):
+            for k in range(1, 10):
+                shutil.copy(p, root / f"Bengal_{1000 * k + int(p.stem.split('_')[1])}.jpg")
+    share = {}
+    for sampling in ("instance", "balanced"):
+        dls = get_dls(tiny_cfg(tmp_path / "out", data=str(root), task="breeds", sampling=sampling))
+        np.random.seed(0)  # fastai's WeightedDL draws with numpy's global RNG
+        idxs = [i for _ in range(20) for i in dls.train.get_idxs()]
+        share[sampling] = np.mean([breed(dls.train_ds.items[i]) == "Bengal" for i in idxs])
+        assert len(idxs) == 20 * len(dls.train_ds)  # an epoch is as long either way
+    assert share["instance"] > 0.18  # 24 of ~96 training photos
+    assert share["balanced"] < 0.06  # about 1 draw in 37, like every other breed

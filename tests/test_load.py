@@ -1,12 +1,8 @@
 """Load on the running app (localhost only, bounded): 50 concurrent clients, then 1,000 more predictions."""
 
-import sys
-from pathlib import Path
+from conftest import PETS
 
-from conftest import PETS, start_app
-
-sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
-from load_test import hammer, rss_mb  # noqa: E402
+from catdog_fastai.appcheck import hammer, rss_mb, start_app
 
 
 def test_fifty_concurrent_clients_then_a_thousand_predictions(breeds_model, tmp_path):

@@ -112,3 +112,11 @@ def test_logit_adjusted_loss_is_cross_entropy_on_balanced_counts_and_shifts_by_t
         LogitAdjustedLoss(counts).decodes(logits), ce.__class__ and CrossEntropyLossFlat().decodes(logits)
     )
     assert type(training_loss(counts, 0.0)) is CrossEntropyLossFlat
+
+
+def test_sampled_counts_are_the_prior_the_loss_takes_out():
+    from catdog_fastai.losses import sampled_counts
+
+    assert sampled_counts([100, 4, 0], "instance") == [100, 4, 0]
+    assert sampled_counts([100, 4, 0], "sqrt") == [10, 2, 0]
+    assert sampled_counts([100, 4], "balanced") == [1, 1]  # every class drawn equally often: nothing to take out

@@ -53,6 +53,42 @@ def test_every_input_kind_gives_the_same_answer(pred):
         assert np.allclose([p for _, p in got], [p for _, p in ref], atol=1e-6)
 
 
+def test_prediction_is_still_a_plain_list_with_a_verdict(pred):
+    p = pred.predict(PHOTO, top_k=3)
+    assert isinstance(p, list) and p == [tuple(t) for t in p] and len(p) == 3
+    label, prob = p[0]  # unpacks as before
+    assert isinstance(p.unknown, bool) and isinstance(p.ood_score, float)
+    assert "unknown=" in repr(p)
+
+
+def test_species_adds_up_the_breeds(pred):
+    from catdog_fastai.labels import breed_is_cat
+
+    p = pred.predict(PHOTO, top_k=None)
+    cat = sum(q for lab, q in p if breed_is_cat(lab))
+    assert dict(p.species) == pytest.approx({"cat": cat, "dog": 1 - cat}, abs=1e-5)
+    assert p.species[0][1] >= p.species[1][1] and pred.predict(PHOTO, top_k=1).species == p.species
+    assert pred.describe(p).startswith(f"{p.species[0][0]} ")
+
+
+def test_calibrated_probabilities_divide_the_logits_by_the_temperature(pred):
+    x = pred.preprocess(PHOTO)[None]
+    logits, _ = pred.outputs(x)
+    cal = pred.predict(PHOTO, top_k=None, calibrated=True)
+    want = (logits[0] / pred.temperature).softmax(0)
+    assert [lab for lab, _ in cal] == [lab for lab, _ in pred.predict(PHOTO, top_k=None)]  # same order
+    assert all(abs(q - float(want[pred.vocab.index(lab)])) < 1e-6 for lab, q in cal)
+    assert pred.predict(PHOTO, calibrated=True).unknown == pred.predict(PHOTO).unknown
+
+
+def test_predict_each_keeps_going_past_bad_files(pred, files):
+    res = pred.predict_each([PHOTO, files[1]["text_named_jpg"], PHOTO], bs=2)
+    single = pred.predict(PHOTO)
+    assert isinstance(res[1], ImageError) and len(res) == 3
+    for r in (res[0], res[2]):
+        assert [lab for lab, _ in r] == [lab for lab, _ in single] and abs(r[0][1] - single[0][1]) < 1e-5
+
+
 def test_predict_batch_equals_predict(pred):
     files = sorted(PETS.glob("*.jpg"))[:7]
     batch = pred.predict_batch(files, top_k=3, bs=3)
@@ -135,8 +171,32 @@ def test_predict_cli_folder_to_csv(breeds_model, tmp_path, files, capsys):
     assert rc == 0
     assert "broken.jpg: skipped" in captured.err and "1 of 6 files could not be read" in captured.err
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 5 and set(rows[0]) == {"path", "label1", "prob1", "label2", "prob2"}
-    assert all(float(r["prob1"]) >= float(r["prob2"]) for r in rows)
+    cols = ["path", "unknown", "ood_score", "species", "species_prob", "label1", "prob1", "label2", "prob2", "error"]
+    assert len(rows) == 6 and list(rows[0]) == cols
+    ok = [r for r in rows if not r["error"]]
+    assert len(ok) == 5 and all(float(r["prob1"]) >= float(r["prob2"]) for r in ok)
+    assert all(r["unknown"] in ("true", "false") and float(r["ood_score"]) >= 0 for r in ok)
+    assert all(r["species"] in ("cat", "dog") and float(r["species_prob"]) >= 0.5 for r in ok)
+    (bad,) = [r for r in rows if r["error"]]
+    assert bad["path"].endswith("broken.jpg") and bad["unknown"] == "" and bad["label1"] == ""
+    p = load_predictor(breeds_model).predict(PHOTO, top_k=2, calibrated=True)  # the CSV shows calibrated figures
+    (row,) = [r for r in ok if r["path"] == str(PHOTO)]
+    assert row["label1"] == p[0][0] and abs(float(row["prob1"]) - p[0][1]) < 1e-5
+    assert row["unknown"] == str(p.unknown).lower() and abs(float(row["ood_score"]) - p.ood_score) < 1e-5
+
+
+def test_predict_cli_predicts_in_batches(breeds_model, monkeypatch, capsys):
+    "`--bs` photos per forward pass, not one at a time."
+    from catdog_fastai.predict import Predictor
+
+    sizes = []
+    outputs = Predictor.outputs
+    monkeypatch.setattr(Predictor, "outputs", lambda self, b: sizes.append(len(b)) or outputs(self, b))
+    photos = sorted(PETS.glob("*.jpg"))[:7]
+    assert predict_main([*map(str, photos), "--model", str(breeds_model), "--bs", "3"]) == 0
+    assert sizes == [3, 3, 1]
+    out = capsys.readouterr().out
+    assert all(str(p) in out for p in photos)
 
 
 def test_predict_cli_missing_model_is_one_line(tmp_path):
@@ -164,3 +224,14 @@ def test_predict_cli_reports_every_bad_file_and_goes_on(breeds_model, files, cap
 def test_predict_cli_empty_folder(breeds_model, tmp_path, capsys):
     assert predict_main([str(tmp_path), "--model", str(breeds_model)]) == 2
     assert "no images found" in capsys.readouterr().err
+
+
+def test_tta_averages_the_photo_and_its_mirror_image(breeds_model):
+    one_view = load_predictor(breeds_model, tta=False)
+    tta = load_predictor(breeds_model)  # the default
+    x = torch.stack([one_view.preprocess(f) for f in (PHOTO, PETS / "pug_16.jpg")])
+    expected = (one_view.probs(x) + one_view.probs(x.flip(-1))) / 2
+    assert torch.allclose(tta.probs(x), expected, atol=1e-5)
+    assert not torch.allclose(one_view.probs(x), expected, atol=1e-5)  # the mirror image changes the answer
+    same_view = [r.ood_score for r in one_view.predict_batch([PHOTO])]  # the verdict looks at the photo as it is
+    assert [r.ood_score for r in tta.predict_batch([PHOTO])] == pytest.approx(same_view, abs=1e-5)

@@ -28,7 +28,9 @@ def test_real_weights_fine_tune_far_above_chance(shared, tmp_path):
     summary = train_model(cfg)
     assert summary["valid_accuracy"] > 0.5  # chance is 1/37 = 0.027
     assert summary["valid_catdog_accuracy"] > 0.85  # chance 0.5
+    assert summary["valid_balanced_accuracy"] > 0.15  # every breed weighs the same: 34 of 37 have 1 valid photo
     pred = load_predictor(tmp_path)
     assert pred.predict(shared / "data/pets-dev/images/Abyssinian_5.jpg")[0][0] in pred.vocab  # the RGBA PNG quirk
     res = evaluate_folder(tmp_path, shared / "data/pets-dev/images")
     assert res["n"] == 755 and res["breeds_accuracy"] > 0.5 and res["catdog_accuracy"] > 0.85
+    assert res["breeds_balanced_accuracy"] > 0.3 and len(res["confusion_matrix"]["labels"]) == 37

@@ -1,0 +1,103 @@
+"""Run `app.py` on localhost and put bounded load on it: shared by the tests and the benchmarks.
+
+Traffic goes to 127.0.0.1 only, and every loop is bounded in count and time. `start_app` runs the `app.py` beside
+this package (a source checkout, as the tests and benchmarks use it).
+"""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def free_port() -> int:
+    "A TCP port on 127.0.0.1 that nothing listens on right now."
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(model_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    "Launch `python app.py` on a free localhost port; return (process, url) once it answers (60 s at most)."
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(APP), "--model", str(model_dir), "--port", str(port)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        cwd=APP.parent,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited early:\n{log.read_text()}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"app.py did not answer on {url} within 60 s:\n{log.read_text()}")
+
+
+def rss_mb(pid: int) -> float:
+    "Resident memory of a process, from /proc (Linux)."
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def hammer(url: str, photo: Path, clients: int, per_client: int, deadline_s: float = 300) -> dict:
+    """`clients` threads, each with its own `gradio_client.Client`, `per_client` predictions each.
+
+    Returns counts of successes and failures, latencies (s) and wall time; stops issuing requests at the deadline.
+    """
+    from gradio_client import Client, handle_file
+
+    stop = time.time() + deadline_s
+
+    def one_user(_: int) -> tuple[list[float], list[str]]:
+        lat, errors = [], []
+        try:
+            client = Client(url, verbose=False)
+        except Exception as e:  # noqa: BLE001 - a failed connection is a failed request to report
+            return [], [f"connect: {e}"]
+        for _ in range(per_client):
+            if time.time() > stop:
+                errors.append("deadline")
+                break
+            t = time.perf_counter()
+            try:
+                res = client.predict(handle_file(str(photo)), api_name="/predict")
+                if not res.get("label"):
+                    raise ValueError(f"no label in {res}")
+                lat.append(time.perf_counter() - t)
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"{type(e).__name__}: {e}")
+        return lat, errors
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as ex:
+        results = list(ex.map(one_user, range(clients)))
+    wall = time.perf_counter() - t0
+    lat = [x for r in results for x in r[0]]
+    errors = [x for r in results for x in r[1]]
+    q = statistics.quantiles(lat, n=20) if len(lat) >= 2 else [float("nan")] * 19
+    return dict(
+        ok=len(lat),
+        failed=len(errors),
+        errors=errors[:5],
+        p50=statistics.median(lat) if lat else None,
+        p95=q[18],
+        wall=wall,
+        rps=len(lat) / wall,
+    )
