@@ -10,12 +10,13 @@ import importlib
 from typing import Any
 
 from .config import TrainConfig
+from .errors import CatdogError
 from .export import ExportError
 from .images import ImageError, open_image
 from .labels import breed, cat_or_dog, is_cat
-from .predict import Predictor, UnsafeModelError, load_predictor
+from .predict import Prediction, Predictor, UnsafeModelError, load_predictor
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 _LAZY = {  # name -> module: these import fastai
     "get_dls": "data",
@@ -36,6 +37,8 @@ __all__ = [
     "cat_or_dog",
     "is_cat",
     "Predictor",
+    "Prediction",
+    "CatdogError",
     "UnsafeModelError",
     "load_predictor",
     "__version__",

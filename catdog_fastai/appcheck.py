@@ -56,10 +56,13 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def hammer(url: str, photo: Path, clients: int, per_client: int, deadline_s: float = 300) -> dict:
+def hammer(
+    url: str, photo: Path, clients: int, per_client: int, deadline_s: float = 300, expect: str | None = None
+) -> dict:
     """`clients` threads, each with its own `gradio_client.Client`, `per_client` predictions each.
 
     Returns counts of successes and failures, latencies (s) and wall time; stops issuing requests at the deadline.
+    With `expect`, an answer with another label counts as a failure (the app must not mix up concurrent requests).
     """
     from gradio_client import Client, handle_file
 
@@ -78,8 +81,8 @@ def hammer(url: str, photo: Path, clients: int, per_client: int, deadline_s: flo
             t = time.perf_counter()
             try:
                 res = client.predict(handle_file(str(photo)), api_name="/predict")
-                if not res.get("label"):
-                    raise ValueError(f"no label in {res}")
+                if not res.get("label") or (expect is not None and res["label"] != expect):
+                    raise ValueError(f"expected label {expect!r}, got {res}")
                 lat.append(time.perf_counter() - t)
             except Exception as e:  # noqa: BLE001
                 errors.append(f"{type(e).__name__}: {e}")

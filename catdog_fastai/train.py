@@ -161,7 +161,8 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
     state = resume.state if resume else new_state(lr, phases)
     start_phase, start_epoch = resume.start() if resume else (0, 0)
     if resume:
-        log.info("resuming at epoch %d of %d", state["done"] + 1, state["total"])
+        phase = state["phases"][min(start_phase, len(phases) - 1)]
+        log.info("resuming at %s epoch %d of %d", phase, start_epoch + 1, state["total"])
 
     # fine_tune, phase by phase, every epoch checkpointed
     on_gpu = [LossOnDevice()] if device.type == "cuda" else []
