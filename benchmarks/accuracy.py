@@ -36,7 +36,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from recipes import ARCH, _variant, run
+from recipes import ARCH, run, variant
 
 from catdog_fastai.data import find_images
 from catdog_fastai.labels import breed, breed_is_cat
@@ -152,7 +152,7 @@ def main() -> None:
     recipes.WORKERS = args.workers
     for name in args.recipes:
         if name.startswith("ours"):
-            _variant(name, args.epochs)  # fail now on a misspelt variant, not after an hour of training
+            variant(name, args.epochs)  # fail now on a misspelt variant, not after an hour of training
     warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.WARNING)
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or 'x86'})"

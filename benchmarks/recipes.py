@@ -25,7 +25,7 @@ ARCH = "tf_efficientnet_lite0"
 WORKERS = -1  # --workers
 
 
-def _workers() -> int:
+def workers() -> int:
     "The same DataLoader worker count for every recipe: --workers, or catdog-train's automatic choice."
     from catdog_fastai.data import auto_workers
 
@@ -66,13 +66,12 @@ class _Speed:
         return self.n / self.t if self.t else float("nan")
 
 
-# Variants of the default recipe: the small-data tricks of the fastai and timm literature, one at a time, the
-# decoded-photo cache, and the speed changes of 0.2.0 undone one at a time. (The H100 runs named 'ours' and
-# 'ours-*' in BENCHMARKS.md had the cache on, the default then: read them as 'ours+cache'.) Each variant is
-# (TrainConfig overrides, fastai callbacks, patches). Epoch budgets stay equal: 'freeze3' moves two unfrozen
-# epochs into the frozen phase. Test-time augmentation needs no training of its own: every 'ours*' run is also
-# scored with it (`*_tta`).
-def _variant(name: str, epochs: int) -> tuple[dict, list, list]:
+# Variants of the default recipe, each (TrainConfig overrides, fastai callbacks, patches): one change at a time,
+# for accuracy (the imbalance and small-data levers, tricks from the fastai and timm literature) and for speed (one
+# speed-up undone, or the decoded-photo cache). Epoch budgets stay equal unless the name says otherwise ('freeze3'
+# moves two unfrozen epochs into the frozen phase; 'ep8' doubles them). Test-time augmentation and post-hoc logit
+# adjustment need no training of their own: `accuracy.py` scores every run with and without them.
+def variant(name: str, epochs: int) -> tuple[dict, list, list]:
     from unittest import mock
 
     from fastai.callback.core import Callback
@@ -194,13 +193,13 @@ def _result(vocab, files, counts, probs, img_s, t0, history=None, hits=None) -> 
     )
 
 
-def run_ours(data: Path, weights: str, epochs: int, seed: int, out: Path, task: str, variant: str, score: bool):
+def run_ours(data: Path, weights: str, epochs: int, seed: int, out: Path, task: str, recipe: str, score: bool):
     from catdog_fastai import TrainConfig
     from catdog_fastai.data import find_images
     from catdog_fastai.predict import load_predictor
     from catdog_fastai.train import train_model
 
-    overrides, cbs, patches = _variant(variant, epochs)
+    overrides, cbs, patches = variant(recipe, epochs)
     cfg = TrainConfig(
         data=str(data),
         split="folders",
@@ -212,7 +211,7 @@ def run_ours(data: Path, weights: str, epochs: int, seed: int, out: Path, task: 
         seed=seed,
         out=str(out),
         pkl=False,
-        workers=_workers(),
+        workers=workers(),
     )
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -258,7 +257,7 @@ def run_course(data: Path, weights: str, epochs: int, seed: int, task: str, scor
         item_tfms=Resize(460),
         batch_tfms=aug_transforms(size=224, min_scale=0.75),
     )
-    dls = dblock.dataloaders(data, bs=32, num_workers=_workers())
+    dls = dblock.dataloaders(data, bs=32, num_workers=workers())
     learn = vision_learner(dls, ARCH, metrics=error_rate, pretrained=True, pretrained_cfg_overlay=dict(file=weights))
     if torch.cuda.is_available():
         learn.to_bf16()  # same precision as the other recipes
@@ -317,7 +316,7 @@ def run_timm(data: Path, weights: str, epochs: int, seed: int, task: str, score:
         batch_size=32,
         shuffle=True,
         drop_last=True,
-        num_workers=_workers(),
+        num_workers=workers(),
         pin_memory=dev.type == "cuda",
     )
     n_ep = epochs + 1

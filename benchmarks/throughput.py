@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from recipes import _workers, run
+from recipes import run, workers
 
 from catdog_fastai.labels import breed
 
@@ -59,7 +59,7 @@ def main() -> None:
         dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
         print(
             f"{sum(1 for _ in data.rglob('*.jpg'))} photos (80 % trained on), tf_efficientnet_lite0, 224 px, batch 32, "
-            f"1 + {args.epochs} epochs; {dev}; workers {_workers()}",
+            f"1 + {args.epochs} epochs; {dev}; workers {workers()}",
             flush=True,
         )
         rs: dict[str, list[dict]] = {r: [] for r in args.recipes}

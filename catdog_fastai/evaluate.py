@@ -113,7 +113,9 @@ def _summary_lines(summary: dict[str, Any], most: list, out: Path) -> list[str]:
             "benchmarks/accuracy.py measures a recipe by cross-validation instead."
         )
     worst = sorted(((c, a) for c, a in per_class.items() if a is not None), key=lambda kv: kv[1])[:5]
-    lines.append("weakest classes: " + ", ".join(f"{c} {a:.2f} ({counts[c]} photos)" for c, a in worst))
+    lines.append(
+        "weakest classes: " + ", ".join(f"{c} {a:.2f} ({counts[c]} photo{'s' * (counts[c] != 1)})" for c, a in worst)
+    )
     if most:
         lines.append(
             "most confused (actual -> predicted, count): " + "; ".join(f"{a} -> {p} ({c})" for a, p, c in most)
