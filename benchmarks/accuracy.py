@@ -40,7 +40,7 @@ from recipes import ARCH, run, variant
 
 from catdog_fastai.data import find_images
 from catdog_fastai.labels import breed, breed_is_cat
-from catdog_fastai.metrics import cv_folds, export_epoch, mcnemar_p, scores
+from catdog_fastai.metrics import best_epoch, cv_folds, export_epoch, mcnemar_p, scores
 
 
 def make_folds(src: Path, dst: Path, k: int, seed: int) -> list[Path]:
@@ -84,12 +84,11 @@ def score_run(r: dict) -> dict[str, dict[str, float]]:
 
 def epoch_rule(r: dict) -> dict | None:
     "Last epoch vs the best one in hindsight, on the held-out fold; None for recipes without a per-epoch log."
-    hist, hits = r["history"], r.get("valid_hits")
-    if not hist or not hits:
+    hist, correct = r["history"], r.get("valid_hits")
+    if not hist or not correct:
         return None
     bal = [h["balanced_accuracy"] for h in hist]
-    correct = [[c == "1" for c in h] for h in hits]
-    best = max(range(len(correct)), key=lambda e: (sum(correct[e]), e))
+    best = best_epoch(correct)
     return dict(
         last_bal=bal[-1],
         best_bal=max(bal),

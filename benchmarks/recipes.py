@@ -248,6 +248,8 @@ def run_course(data: Path, weights: str, epochs: int, seed: int, task: str, scor
         vision_learner,
     )
 
+    from catdog_fastai.train import class_counts
+
     set_seed(seed)  # as the course: no deterministic cuDNN kernels (they are slow)
     dblock = DataBlock(
         blocks=(ImageBlock, CategoryBlock),
@@ -274,8 +276,7 @@ def run_course(data: Path, weights: str, epochs: int, seed: int, task: str, scor
     with torch.inference_mode():
         xs = torch.cat([b[0] for b in dl])
         probs = _valid_probs(lambda x: learn.model(x).float().softmax(1), xs)
-    counts = torch.bincount(torch.tensor([int(y) for y in dls.train_ds.tls[1]]), minlength=len(dls.vocab)).tolist()
-    return _result(dls.vocab, files, counts, probs, speed.img_s, t0)
+    return _result(dls.vocab, files, class_counts(dls), probs, speed.img_s, t0)
 
 
 def run_timm(data: Path, weights: str, epochs: int, seed: int, task: str, score: bool, channels_last: bool = False):

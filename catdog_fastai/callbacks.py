@@ -99,7 +99,7 @@ class Checkpointer(Callback):
         self.state["done"] += 1
         hits = _valid_hits(self.learn)
         self.state["correct"].append(hits)
-        if self.cfg.export_epoch == "best" and hits.count("1") >= max(h.count("1") for h in self.state["correct"]):
+        if self.cfg.export_epoch == "best" and sum(hits) >= max(sum(h) for h in self.state["correct"]):
             atomic_write(self.out / BEST, lambda p: torch.save(unwrap(self.learn.model).state_dict(), p))
         self._write_history()
         ckpt = dict(
@@ -134,11 +134,11 @@ class Checkpointer(Callback):
         atomic_write(self.out / HISTORY, lambda p: p.write_text(text))
 
 
-def _valid_hits(learn: Learner) -> str:
-    "This epoch's validation photos as a string of '1' (right) and '0' (wrong), from the balanced-accuracy metric."
+def _valid_hits(learn: Learner) -> list[bool]:
+    "Whether each validation photo of this epoch was right, from the balanced-accuracy metric's predictions."
     m = next(m for m in learn.metrics if m.name == "balanced_accuracy")
     hits = torch.cat(m.preds).view(-1) == torch.cat(m.targs).view(-1)
-    return "".join("1" if h else "0" for h in hits.tolist())
+    return hits.tolist()
 
 
 def _rng_state(dls: DataLoaders) -> dict:

@@ -44,9 +44,10 @@ def report(
     from fastai.interpret import ClassificationInterpretation
 
     out = Path(out)
-    interp = ClassificationInterpretation.from_learner(learn)
+    dl = learn.dls.valid.new(shuffle=False, drop_last=False)  # what `ClassificationInterpretation.from_learner` uses
+    _, targs, decoded, losses = learn.get_preds(dl=dl, with_decoded=True, with_loss=True)  # one pass for both
+    interp = ClassificationInterpretation(learn, dl, losses)
     vocab = [str(v) for v in learn.dls.vocab]
-    _, targs, decoded = learn.get_preds(dl=interp.dl, with_decoded=True)
     actual, predicted = [vocab[int(i)] for i in targs], [vocab[int(i)] for i in decoded]
     s = label_scores(actual, predicted, vocab)
     n = len(actual)

@@ -141,6 +141,11 @@ def mcnemar_p(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> float:
     return min(1.0, 2 * tail)
 
 
+def best_epoch(correct_by_epoch: Sequence[Sequence[bool]]) -> int:
+    "The epoch (0-based) with the most validation hits; the later one on a tie, as `Checkpointer` keeps it."
+    return max(range(len(correct_by_epoch)), key=lambda e: (sum(correct_by_epoch[e]), e))
+
+
 def export_epoch(correct_by_epoch: Sequence[Sequence[bool]], rule: str = "last", alpha: float = 0.05) -> int:
     """Which epoch to export (0-based) from each epoch's per-photo validation hits.
 
@@ -151,7 +156,7 @@ def export_epoch(correct_by_epoch: Sequence[Sequence[bool]], rule: str = "last",
     last = len(correct_by_epoch) - 1
     if rule == "last" or last <= 0:
         return last
-    best = max(range(last + 1), key=lambda e: (sum(correct_by_epoch[e]), e))
+    best = best_epoch(correct_by_epoch)
     if best != last and mcnemar_p(correct_by_epoch[best], correct_by_epoch[last]) < alpha:
         return best
     return last

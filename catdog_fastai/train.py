@@ -182,7 +182,7 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
         return {}
 
     # the epoch to export, the report, the export
-    epoch = export_epoch([[c == "1" for c in h] for h in state["correct"]], cfg.export_epoch)
+    epoch = export_epoch(state["correct"], cfg.export_epoch)
     if epoch != state["done"] - 1:
         log.info("exporting epoch %d: better than the last on the validation set (McNemar p < 0.05)", epoch + 1)
         learn.model.load_state_dict(torch.load(out / BEST, map_location="cpu"))

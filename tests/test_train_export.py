@@ -197,18 +197,19 @@ def test_train_cli_groups_flags_under_one_title_each():
 
 def test_export_epoch_best_exports_what_the_rule_picks(tmp_path, monkeypatch):
     from catdog_fastai import train
+    from catdog_fastai.metrics import best_epoch
 
     picked = []
 
     def most_hits(hits, rule):  # the 'best' rule without its significance test, so this run can exercise it
         picked.append((hits, rule))
-        return max(range(len(hits)), key=lambda e: (sum(hits[e]), e))
+        return best_epoch(hits)
 
     monkeypatch.setattr(train, "export_epoch", most_hits)
     s = train_model(tiny_cfg(tmp_path, task="catdog", export_epoch="best", epochs=2))
     ((hits, rule),) = picked
     assert rule == "best" and len(hits) == 3 and all(len(h) == s["n_valid"] for h in hits)
-    assert [[c == "1" for c in h] for h in s["valid_hits"]] == hits
+    assert s["valid_hits"] == hits
     e = most_hits(hits, rule)
     assert s["exported_epoch"] == e + 1
     assert s["valid_accuracy"] == pytest.approx(s["history"][e]["accuracy"])  # that epoch's weights were exported
