@@ -24,20 +24,18 @@ from the best epoch's (chosen with hindsight) and how often a McNemar test could
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
-import platform
 import statistics
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import torch
 from recipes import ARCH, run, variant
 
+from catdog_fastai import benchmark as bench
 from catdog_fastai.data import find_images
 from catdog_fastai.labels import breed, breed_is_cat
 from catdog_fastai.metrics import best_epoch, cv_folds, export_epoch, mcnemar_p, scores
@@ -126,7 +124,7 @@ def summarise(rows: list[dict], baseline: str) -> list[str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench.parser(__doc__, "accuracy-cv-<task>")
     ap.add_argument("--data", default="../shared/data/pets-dev/images")
     ap.add_argument("--weights", default="../shared/weights/tf_efficientnet_lite0.in1k.safetensors")
     ap.add_argument("--epochs", type=int, default=4, help="unfrozen epochs, after one frozen epoch (catdog-train's)")
@@ -142,7 +140,6 @@ def main() -> None:
         "cross-entropy), ours+best, ours+ep8, ours+res288, ours+ls, ours+mixup, ours+cutmix, ours+ema, ...",
     )
     ap.add_argument("--baseline", default="course", help="recipe the paired differences are taken against")
-    ap.add_argument("--json", help="write every run's scores here (default: benchmarks/results/accuracy-cv-*.json)")
     ap.add_argument("--workers", type=int, default=-1, help="DataLoader workers for every recipe (-1: auto)")
     ap.add_argument("--append", action="store_true", help="add to the runs already in --json (same folds and seeds)")
     args = ap.parse_args()
@@ -154,12 +151,10 @@ def main() -> None:
             variant(name, args.epochs)  # fail now on a misspelt variant, not after an hour of training
     warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.WARNING)
-    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or 'x86'})"
-    machine = f"{dev}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    out = Path(
-        args.json or f"benchmarks/results/accuracy-cv-{args.task}-{'gpu' if torch.cuda.is_available() else 'cpu'}.json"
-    )
-    old = json.loads(out.read_text()) if args.append and out.is_file() else dict(runs=[], epochs=[])
+    m = bench.machine()
+    name = f"accuracy-cv-{args.task}"
+    out = args.json or bench.RESULTS / f"{name}-{bench.device_tag(m)}.json"
+    old = json.loads(out.read_text())["results"] if args.append and out.is_file() else dict(runs=[], epochs=[])
     rows: list[dict] = old["runs"]
     epochs_log: list[dict] = old["epochs"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -167,13 +162,13 @@ def main() -> None:
         run_folds = args.run_folds if args.run_folds is not None else list(range(args.folds))
         print(
             f"{args.folds}-fold CV of {args.data} (running folds {run_folds}); {ARCH}, 224 px, batch 32, "
-            f"1 frozen + {args.epochs} epochs; {machine}",
+            f"1 frozen + {args.epochs} epochs\n{bench.describe(m)}",
             flush=True,
         )
         for seed in args.seeds:
             for f in run_folds:
                 for recipe in args.recipes:
-                    t0 = time.perf_counter()
+                    t0 = bench.timestamp(sync=True)
                     r = run(recipe, folds[f], args, seed, args.task, Path(tmp) / f"f{f}")
                     for name, sc in score_run(r).items():
                         rows.append(dict(name=name, recipe=recipe, fold=f, seed=seed, img_s=r["img_s"], **sc))
@@ -184,14 +179,11 @@ def main() -> None:
                     print(
                         f"seed {seed} fold {f} {recipe:12}: breeds_bal {s.get('breeds_bal', float('nan')):.3f} "
                         f"catdog_bal {s['catdog_bal']:.3f}  train {r['img_s']:.1f} img/s  "
-                        f"({(time.perf_counter() - t0) / 60:.1f} min)",
+                        f"({(bench.timestamp(sync=True) - t0) / 60:.1f} min)",
                         flush=True,
                     )
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    out.write_text(
-                        json.dumps(dict(machine=machine, args=vars(args), runs=rows, epochs=epochs_log), indent=1)
-                    )
-    print(f"\nmean +/- standard error over folds x seeds ({machine})")
+                    out = bench.save(name, dict(runs=rows, epochs=epochs_log), vars(args) | dict(json=out), m)
+    print(f"\nmean +/- standard error over folds x seeds ({bench.describe(m)})")
     print("\n".join(summarise(rows, args.baseline)))
     if epochs_log:
         gap = [e["best_bal"] - e["last_bal"] for e in epochs_log]

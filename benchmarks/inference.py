@@ -1,127 +1,131 @@
 """Inference speed of the pickle-free predictor against a raw forward and fastai's `learn.predict`.
 
-    python benchmarks/inference.py --model models [--images ../shared/data/pets-dev/images] [--n 50]
+    python benchmarks/inference.py --model models [--images ../shared/data/pets-dev/images] [--n 50] [--tta]
 
-All timings in one process, same model, same thread count, medians over `--n` runs. Cold start is measured in
-fresh subprocesses: process start to first prediction, for `load_predictor` (safe pair) and `load_learner` (pkl).
+All timings in one process, same model, same thread count, calls interleaved, medians over `--n` runs. Cold start
+is measured in fresh subprocesses: process start to first prediction, for `load_predictor` (safe pair) and
+`load_learner` (pkl). `--tta` times the predictor as `load_predictor` serves it by default (the photo and its mirror
+image); without it, one view, which is what the raw forward does.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import platform
-import statistics
-import subprocess
-import sys
-import time
 import warnings
 from pathlib import Path
 
 import torch
 
+from catdog_fastai import benchmark as bench
 from catdog_fastai import load_predictor
 
 
-def median_ms(*fns, n: int, warmup: int = 3) -> list[float]:
-    "Median milliseconds of each function, run interleaved so machine noise hits them alike."
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    ts: list[list[float]] = [[] for _ in fns]
-    for _ in range(n):
-        for t_list, fn in zip(ts, fns):
-            t = time.perf_counter()
-            fn()
-            t_list.append(time.perf_counter() - t)
-    return [statistics.median(t) * 1000 for t in ts]
-
-
-def cold_start(code: str, repeats: int = 3) -> float:
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench.parser(__doc__, "inference")
     ap.add_argument("--model", default="models")
     ap.add_argument("--images", default="../shared/data/pets-dev/images")
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--bs", type=int, default=32)
-    ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False, help="mirror-image TTA (2 views)")
+    ap.add_argument("--cold-repeats", type=int, default=3, help="fresh processes per cold-start figure")
+    ap.add_argument("--tta", action="store_true", help="time the predictor with mirror-image TTA (2 views)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
+    m = bench.machine()
     files = sorted(Path(args.images).glob("*.jpg"))[: max(args.bs, 8)]
     photo = files[0]
     pred = load_predictor(args.model, device="cpu", tta=args.tta)
     model = pred.model
     print(
-        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}; model {pred.meta['arch']} at {pred.size}px"
+        f"{bench.describe(m)}\nmodel {pred.meta['arch']} at {pred.size} px, {'2 views (TTA)' if args.tta else '1 view'}"
     )
+    res: dict = dict(arch=pred.meta["arch"], size=pred.size, tta=args.tta)
 
-    x1 = (pred.preprocess(photo)[None].float() / 255 - pred._mean) / pred._std
+    def tensor(f: Path) -> torch.Tensor:
+        return (pred.preprocess(f)[None].float() / 255 - pred._mean) / pred._std
 
-    def raw_forward(x, m=model):
+    def raw_forward(x: torch.Tensor, net: torch.nn.Module = model) -> torch.Tensor:
         with torch.inference_mode():
-            return m(x)
+            return net(x)
 
+    x1 = tensor(photo)
     nchw = copy.deepcopy(model).to(memory_format=torch.contiguous_format)  # the model as timm builds it
-    raw1, ours1, nchw1 = median_ms(
-        lambda: raw_forward(x1), lambda: pred.predict(photo), lambda: raw_forward(x1, nchw), n=args.n
+    t = bench.time_fns(
+        {
+            "raw_forward": lambda: raw_forward(x1),
+            "predict": lambda: pred.predict(photo),
+            "raw_forward_nchw": lambda: raw_forward(x1, nchw),
+        },
+        n=args.n,
+        warmup=3,
+    )
+    res["one_image"] = {k: v.as_dict() for k, v in t.items()} | dict(
+        ratio=t["predict"].median / t["raw_forward"].median
     )
     print(
-        f"single image: raw forward {raw1:.1f} ms | Predictor.predict(path) {ours1:.1f} ms | "
-        f"ratio {ours1 / raw1:.3f} (target <= 1.15) | raw forward of the NCHW model {nchw1:.1f} ms "
-        f"(the predictor runs channels_last)"
+        f"one image: raw forward {t['raw_forward'].median_ms:.1f} ms | Predictor.predict(path) "
+        f"{t['predict'].median_ms:.1f} ms | ratio {res['one_image']['ratio']:.3f} | raw forward of the NCHW model "
+        f"{t['raw_forward_nchw'].median_ms:.1f} ms (the predictor runs channels_last)"
     )
 
-    xb = torch.cat([(pred.preprocess(f)[None].float() / 255 - pred._mean) / pred._std for f in files[: args.bs]])
-    nb = max(5, args.n // 10)
-    rawb, oursb = median_ms(
-        lambda: raw_forward(xb), lambda: pred.predict_batch(files[: args.bs], bs=args.bs), n=nb, warmup=1
+    xb = torch.cat([tensor(f) for f in files[: args.bs]])
+    t = bench.time_fns(
+        {
+            "raw_forward": lambda: raw_forward(xb),
+            "predict_batch": lambda: pred.predict_batch(files[: args.bs], bs=args.bs),
+        },
+        n=max(5, args.n // 10),
     )
-    raw_tp, ours_tp = args.bs / rawb * 1000, args.bs / oursb * 1000
+    img_s = {k: v.per_second(args.bs) for k, v in t.items()}
+    res["batch"] = {k: v.as_dict() | dict(img_s=img_s[k]) for k, v in t.items()} | dict(
+        bs=args.bs, ratio=img_s["predict_batch"] / img_s["raw_forward"]
+    )
     print(
-        f"batch of {args.bs}: raw {raw_tp:.1f} img/s | predict_batch {ours_tp:.1f} img/s | "
-        f"ratio {ours_tp / raw_tp:.3f} (target >= 0.9)"
+        f"batch of {args.bs}: raw {img_s['raw_forward']:.1f} img/s | predict_batch {img_s['predict_batch']:.1f} img/s "
+        f"| ratio {res['batch']['ratio']:.3f}"
     )
 
     pkl = Path(args.model) / "model.pkl"
+    cold = {
+        "load_predictor": "from catdog_fastai import load_predictor\n"
+        f"load_predictor({args.model!r}).predict({str(photo)!r})"
+    }
     if pkl.is_file():
         import fastai.callback.progress  # noqa: F401 - patches Learner.no_bar
         from fastai.learner import load_learner
 
         learn = load_learner(pkl)
 
-        def quiet():
+        def quiet() -> None:
             with learn.no_bar():
                 learn.predict(photo)
 
-        fa_bar, fa_quiet, ours1b = median_ms(
-            lambda: learn.predict(photo), quiet, lambda: pred.predict(photo), n=max(5, args.n // 2)
+        t = bench.time_fns(
+            {
+                "learn_predict": lambda: learn.predict(photo),
+                "learn_predict_no_bar": quiet,
+                "predict": lambda: pred.predict(photo),
+            },
+            n=max(5, args.n // 2),
         )
+        res["fastai"] = {k: v.as_dict() for k, v in t.items()}
+        ours = t["predict"].median
         print(
-            f"fastai learn.predict: {fa_bar:.1f} ms with its progress bar, {fa_quiet:.1f} ms in no_bar() | "
-            f"Predictor.predict ({ours1b:.1f} ms, same loop) is {fa_bar / ours1b:.2f}x / "
-            f"{fa_quiet / ours1b:.2f}x faster"
+            f"fastai learn.predict: {t['learn_predict'].median_ms:.1f} ms with its progress bar, "
+            f"{t['learn_predict_no_bar'].median_ms:.1f} ms in no_bar() | Predictor.predict ({ours * 1000:.1f} ms, same "
+            f"loop) is {t['learn_predict'].median / ours:.2f}x / {t['learn_predict_no_bar'].median / ours:.2f}x faster"
         )
-        cold_pkl = cold_start(
+        cold["load_learner"] = (
             "import warnings; warnings.simplefilter('ignore'); from pathlib import Path\n"
             "import fastai.callback.progress\nfrom fastai.learner import load_learner\n"
             f"learn = load_learner({str(pkl)!r})\n"
             f"with learn.no_bar(): learn.predict(Path({str(photo)!r}))"
         )
-    else:
-        cold_pkl = float("nan")
-    cold_safe = cold_start(
-        f"from catdog_fastai import load_predictor\nload_predictor({args.model!r}).predict({str(photo)!r})"
+    res["cold_start"] = {k: bench.time_command(code, args.cold_repeats).as_dict() for k, code in cold.items()}
+    print(
+        "cold start to first prediction: "
+        + " | ".join(f"{k} {v['median_s']:.2f} s" for k, v in res["cold_start"].items())
     )
-    print(f"cold start to first prediction: load_predictor {cold_safe:.2f} s | load_learner {cold_pkl:.2f} s")
+    print(f"results: {bench.save('inference' + ('-tta' if args.tta else ''), res, args, m)}")
 
 
 if __name__ == "__main__":

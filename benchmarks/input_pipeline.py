@@ -9,49 +9,33 @@ size and workers, medians over batches after the first.
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
 import warnings
 from pathlib import Path
 
 from catdog_fastai import TrainConfig
-
-
-def ms_per_batch(dl, n: int) -> float:
-    "Median milliseconds per batch over `n` batches, the first (worker start-up) left out."
-    it = iter(dl)
-    next(it)
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        try:
-            next(it)
-        except StopIteration:
-            break
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts) * 1000
+from catdog_fastai import benchmark as bench
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench.parser(__doc__, "input-pipeline")
     ap.add_argument("--data", default="../shared/data/pets-dev/images")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--cache", action="store_true", help="catdog-train's --cache")
     ap.add_argument("--batches", type=int, default=15)
+    ap.add_argument("--bs", type=int, default=TrainConfig.bs)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    import torch
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms as T
 
     from catdog_fastai.data import find_images, get_dls
     from catdog_fastai.images import open_image
 
-    cfg = TrainConfig(data=args.data, task="breeds", workers=args.workers, cache=args.cache)
+    cfg = TrainConfig(data=args.data, task="breeds", bs=args.bs, workers=args.workers, cache=args.cache)
     dl = get_dls(cfg, device="cpu").train
-    ours_items = ms_per_batch(dl.new(after_batch=[]), args.batches)
-    ours_all = ms_per_batch(dl, args.batches)
+    m = bench.machine()
+    res = dict(items=bench.time_iter(dl.new(after_batch=[]), args.batches))
+    res["items_and_batch_augmentation"] = bench.time_iter(dl, args.batches)
     files = find_images(Path(args.data))[0]
     tf = T.Compose(
         [T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)]
@@ -64,11 +48,15 @@ def main() -> None:
         def __getitem__(self, i):
             return tf(open_image(files[i])), 0
 
-    plain = ms_per_batch(DataLoader(DS(), batch_size=cfg.bs, shuffle=True, num_workers=args.workers), args.batches)
-    print(f"batch {cfg.bs}, workers {args.workers}, cache {args.cache}, CPU threads {torch.get_num_threads()}")
-    print(f"catdog-train items (decode, presize crop, tensor)    {ours_items:7.1f} ms per batch")
-    print(f"catdog-train items + batch augmentation (on the CPU) {ours_all:7.1f} ms per batch")
-    print(f"plain torchvision pipeline                           {plain:7.1f} ms per batch")
+    plain = DataLoader(DS(), batch_size=cfg.bs, shuffle=True, num_workers=args.workers)
+    res["plain_torchvision"] = bench.time_iter(plain, args.batches)
+    print(f"{bench.describe(m)}\nbatch {cfg.bs}, workers {args.workers}, cache {args.cache}; medians per batch")
+    print(f"catdog-train items (decode, presize crop, tensor)    {res['items'].median_ms:7.1f} ms")
+    print(
+        f"catdog-train items + batch augmentation (on the CPU) {res['items_and_batch_augmentation'].median_ms:7.1f} ms"
+    )
+    print(f"plain torchvision pipeline                           {res['plain_torchvision'].median_ms:7.1f} ms")
+    print(f"results: {bench.save('input-pipeline', {k: t.as_dict() for k, t in res.items()}, args, m)}")
 
 
 if __name__ == "__main__":

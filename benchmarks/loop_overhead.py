@@ -12,13 +12,12 @@ CPU-side overhead a GPU step cannot hide when the model's own step is short (the
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
 import warnings
 
 import torch
 from torch import nn
+
+from catdog_fastai import benchmark as bench
 
 
 def tiny_model(n_in: int, tensors: int) -> nn.Module:
@@ -27,8 +26,8 @@ def tiny_model(n_in: int, tensors: int) -> nn.Module:
     return nn.Sequential(*layers, nn.Linear(16, 37))
 
 
-def plain(xs: torch.Tensor, ys: torch.Tensor, bs: int, epochs: int, tensors: int) -> float:
-    "Seconds per batch of a plain loop: AdamW, OneCycleLR, cross-entropy."
+def plain(xs: torch.Tensor, ys: torch.Tensor, bs: int, epochs: int, tensors: int) -> list[float]:
+    "Seconds per batch of a plain loop (AdamW, OneCycleLR, cross-entropy), one figure per epoch."
     from torch.utils.data import DataLoader, TensorDataset
 
     model = tiny_model(xs[0].numel(), tensors)
@@ -38,19 +37,22 @@ def plain(xs: torch.Tensor, ys: torch.Tensor, bs: int, epochs: int, tensors: int
     loss_fn = nn.CrossEntropyLoss()
     times = []
     for _ in range(epochs):
-        t = time.perf_counter()
+        t = bench.timestamp(sync=True)
         for xb, yb in dl:
             loss = loss_fn(model(xb), yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-        times.append((time.perf_counter() - t) / len(dl))
-    return statistics.median(times)
+        times.append((bench.timestamp(sync=True) - t) / len(dl))
+    return times
 
 
-def fastai_loop(xs: torch.Tensor, ys: torch.Tensor, bs: int, epochs: int, opt: str, tensors: int) -> float:
-    "Seconds per training batch of fastai's `fit_one_cycle` with catdog-train's loss, metrics and optimizer."
+def fastai_loop(xs: torch.Tensor, ys: torch.Tensor, bs: int, epochs: int, opt: str, tensors: int) -> list[float]:
+    """Seconds per training batch of fastai's `fit_one_cycle` with catdog-train's loss, metrics and optimizer, one
+    figure per epoch."""
+    import fastai.callback.progress  # noqa: F401 - patches in Learner.no_bar
+    import fastai.callback.schedule  # noqa: F401 - patches in Learner.fit_one_cycle
     from fastai.callback.core import Callback
     from fastai.data.core import DataLoaders
     from fastai.data.load import DataLoader
@@ -63,13 +65,13 @@ def fastai_loop(xs: torch.Tensor, ys: torch.Tensor, bs: int, epochs: int, opt: s
 
     class Timer(Callback):
         def before_train(self):
-            self.t, self.n = time.perf_counter(), 0
+            self.t, self.n = bench.timestamp(sync=True), 0
 
         def after_batch(self):
             self.n += self.training
 
         def after_train(self):
-            times.append((time.perf_counter() - self.t) / self.n)
+            times.append((bench.timestamp(sync=True) - self.t) / self.n)
 
     times: list[float] = []
     items = list(zip(xs, ys))
@@ -89,10 +91,10 @@ def fastai_loop(xs: torch.Tensor, ys: torch.Tensor, bs: int, epochs: int, opt: s
     )
     with learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(epochs, 1e-3)
-    return statistics.median(times)
+    return times
 
 
-def batch_aug(bs: int, n: int = 200) -> float:
+def batch_aug(bs: int, n: int = 200) -> bench.Timing:
     "Seconds per batch of catdog-train's batch transforms on tiny images: their Python and dispatch cost."
     from fastai.data.transforms import IntToFloatTensor, Normalize
     from fastai.vision.augment import aug_transforms
@@ -102,18 +104,11 @@ def batch_aug(bs: int, n: int = 200) -> float:
     tfms = Pipeline([IntToFloatTensor(), *aug_transforms(size=8), Normalize.from_stats([0.5] * 3, [0.5] * 3)])
     tfms.split_idx = 0  # training: the random transforms run
     x = TensorImage(torch.randint(0, 255, (bs, 3, 12, 12), dtype=torch.uint8))
-    for _ in range(20):
-        tfms(x)
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        tfms(x)
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+    return bench.time_fn(lambda: tfms(x), n, warmup=20)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench.parser(__doc__, "loop-overhead")
     ap.add_argument("--batches", type=int, default=300, help="training batches per epoch")
     ap.add_argument("--bs", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=3)
@@ -124,20 +119,21 @@ def main() -> None:
     torch.manual_seed(0)
     n = args.batches * args.bs
     xs, ys = torch.randn(n + n // 4, 3, 32, 32), torch.randint(0, 37, (n + n // 4,))
+    m = bench.machine()
     print(
-        f"{args.batches} batches of {args.bs}, 3x32x32 inputs, {args.tensors} parameter tensors; "
-        f"CPU threads {torch.get_num_threads()}"
+        f"{bench.describe(m)}\n{args.batches} batches of {args.bs}, 3x32x32 inputs, {args.tensors} parameter tensors; "
+        f"medians over {args.repeats} repeats x {args.epochs} epochs"
     )
-    res: dict[str, list[float]] = {"plain PyTorch loop": [], "fastai, torch AdamW": [], "fastai, fastai Adam": []}
+    per_epoch: dict[str, list[float]] = {"plain PyTorch loop": [], "fastai, torch AdamW": [], "fastai, fastai Adam": []}
     for _ in range(args.repeats):  # interleaved, so machine noise hits all three alike
-        res["plain PyTorch loop"].append(plain(xs[:n], ys[:n], args.bs, args.epochs, args.tensors))
-        res["fastai, torch AdamW"].append(fastai_loop(xs, ys, args.bs, args.epochs, "adamw", args.tensors))
-        res["fastai, fastai Adam"].append(fastai_loop(xs, ys, args.bs, args.epochs, "fastai", args.tensors))
-    for name, ts in res.items():
-        print(f"{name:22} {statistics.median(ts) * 1000:6.2f} ms per batch")
-    print(
-        f"{'fastai batch augmentation':22} {batch_aug(args.bs) * 1000:6.2f} ms per batch (12 px -> 8 px: overhead only)"
-    )
+        per_epoch["plain PyTorch loop"] += plain(xs[:n], ys[:n], args.bs, args.epochs, args.tensors)
+        per_epoch["fastai, torch AdamW"] += fastai_loop(xs, ys, args.bs, args.epochs, "adamw", args.tensors)
+        per_epoch["fastai, fastai Adam"] += fastai_loop(xs, ys, args.bs, args.epochs, "fastai", args.tensors)
+    res = {k: bench.Timing(tuple(v)) for k, v in per_epoch.items()}
+    res["fastai batch augmentation (12 px -> 8 px: overhead only)"] = batch_aug(args.bs)
+    for name, t in res.items():
+        print(f"{name:22} {t.median_ms:6.2f} ms per batch")
+    print(f"results: {bench.save('loop-overhead', {k: t.as_dict() for k, t in res.items()}, args, m)}")
 
 
 if __name__ == "__main__":

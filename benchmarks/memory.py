@@ -7,11 +7,12 @@ Each figure is a separate process's peak resident set (Linux `VmHWM` / `ru_maxrs
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from catdog_fastai import benchmark as bench
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -60,7 +61,7 @@ def train_peak(data: str, weights: str, size: int, bs: int, *extra: str) -> floa
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench.parser(__doc__, "memory")
     ap.add_argument("--model", default="models")
     ap.add_argument("--data", default="../shared/data/pets-dev/images")
     ap.add_argument("--weights", default="../shared/weights/tf_efficientnet_lite0.in1k.safetensors")
@@ -68,20 +69,26 @@ def main() -> None:
     ap.add_argument("--bs", type=int, default=32)
     ap.add_argument("--train-only", action="store_true", help="skip the app measurements")
     args = ap.parse_args()
+    m = bench.machine()
+    print(bench.describe(m))
+    res: dict = {}
     if not args.train_only:
         with tempfile.TemporaryDirectory() as empty:
             bare = app_peak(Path(empty))
         loaded = app_peak(Path(args.model))
+        res["app_peak_mb"] = dict(without_model=bare, serving=loaded)
         print(
             f"app peak RSS: {bare:.0f} MB without a model, {loaded:.0f} MB serving {args.model} "
             f"({loaded - bare:+.0f} MB for the loaded model and its first predictions)"
         )
     for extra in ([], ["--cache"]):
         t = train_peak(args.data, args.weights, args.size, args.bs, *extra)
+        res[f"train_peak_mb{'_cache' if extra else ''}"] = t
         print(
             f"training peak RSS: {t:.0f} MB (catdog-train {' '.join(extra) or '(default)'}, "
             f"1 unfrozen epoch, {args.size}px, batch {args.bs}, CPU)"
         )
+    print(f"results: {bench.save('memory', res, args, m)}")
 
 
 if __name__ == "__main__":

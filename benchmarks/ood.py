@@ -15,14 +15,13 @@ the shipped one, and `energy`) are measured, each with its own cross-fitted thre
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from catdog_fastai import benchmark as bench
 from catdog_fastai import load_predictor, ood
 from catdog_fastai.images import IMAGE_EXTS
 from catdog_fastai.predict import Predictor
@@ -119,7 +118,7 @@ def cross_fit(valid: np.ndarray, keep: float, seeds: int = 20) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench.parser(__doc__, "ood")
     ap.add_argument("--extract", type=Path, help="write the package photos to this folder and exit")
     ap.add_argument("--model", default="models", help="export folder (model.safetensors + model.json)")
     ap.add_argument("--pets", help="held-out Pets photos (default: the export's validation photos, cross-fitted)")
@@ -127,12 +126,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--big-cats", help="lions, tigers, cheetahs: the hard case")
     ap.add_argument("--drawings", help="cartoons, drawings, logos")
     ap.add_argument("--keep", type=float, help="refit the thresholds to keep this share of validation photos")
-    ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
     if args.extract:
         extract(args.extract)
         print(f"photos in {args.extract}: " + ", ".join(f"{d.name} {len(images(d))}" for d in args.extract.iterdir()))
         return {}
+    m = bench.machine()
+    print(bench.describe(m))
     pred = load_predictor(args.model, device="cpu")
     if not pred.ood:
         raise SystemExit(f"{args.model} has no OOD threshold (an export made before it existed): retrain it")
@@ -163,8 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
         res[s] = r
     res["n"] = dict(pets=len(pets), **{k: len(v) for k, v in sets.items()})
     _print(res)
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"results: {bench.save('ood', res, args, m)}")
     return res
 
 

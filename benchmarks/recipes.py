@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from catdog_fastai import benchmark as bench
 from catdog_fastai.labels import label_func
 
 ARCH = "tf_efficientnet_lite0"
@@ -48,16 +49,14 @@ class _Speed:
                 outer.n, outer.t = 0, 0.0
 
             def before_train(self):
-                self.t0 = time.perf_counter()
+                self.t0 = bench.timestamp(sync=True)
 
             def after_batch(self):
                 if self.training:
                     outer.n += len(self.yb[0])
 
             def after_train(self):
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                outer.t += time.perf_counter() - self.t0
+                outer.t += bench.timestamp(sync=True) - self.t0
 
         self.cb = CB()
 
@@ -328,7 +327,7 @@ def run_timm(data: Path, weights: str, epochs: int, seed: int, task: str, score:
     n, t = 0, 0.0
     for ep in range(n_ep):
         model.train()
-        t0 = time.perf_counter()
+        t0 = bench.timestamp(sync=True)
         for xb, yb in dl:
             xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
             with amp:
@@ -338,9 +337,7 @@ def run_timm(data: Path, weights: str, epochs: int, seed: int, task: str, score:
             opt.step()
             sched.step()
             n += len(yb) if ep > 0 else 0
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        t += time.perf_counter() - t0 if ep > 0 else 0.0  # like the others: not the first (warm-up) epoch
+        t += bench.timestamp(sync=True) - t0 if ep > 0 else 0.0  # like the others: not the first (warm-up) epoch
     img_s = n / t if t else float("nan")
     if not score:
         return _result([], [], [], (None, None), img_s, t_start)
@@ -358,7 +355,7 @@ def run_timm(data: Path, weights: str, epochs: int, seed: int, task: str, score:
 
 def run(recipe: str, data: Path, args: argparse.Namespace, seed: int, task: str, tmp: Path, score: bool = True):
     "One recipe, one seed, one task on DATA/train (validated on DATA/valid); adds the wall-clock minutes."
-    t = time.perf_counter()
+    t = bench.timestamp(sync=True)
     if recipe.startswith("ours"):
         out = tmp / f"{recipe}-{task}-{seed}"
         r = run_ours(data, args.weights, args.epochs, seed, out, task, recipe, score)
@@ -368,5 +365,5 @@ def run(recipe: str, data: Path, args: argparse.Namespace, seed: int, task: str,
         r = run_timm(data, args.weights, args.epochs, seed, task, score, channels_last=recipe == "timm+cl")
     else:
         raise SystemExit(f"unknown recipe {recipe!r}")
-    r.update(recipe=recipe, task=task, seed=seed, minutes=(time.perf_counter() - t) / 60)
+    r.update(recipe=recipe, task=task, seed=seed, minutes=(bench.timestamp(sync=True) - t) / 60)
     return r

@@ -13,16 +13,15 @@ decoding of the photos into RAM.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import statistics
 import tempfile
 import warnings
 from pathlib import Path
 
-import torch
-from recipes import run, workers
+from recipes import ARCH, run, workers
 
+from catdog_fastai import benchmark as bench
 from catdog_fastai.labels import breed
 
 
@@ -42,7 +41,7 @@ def replicate(src: Path, dst: Path, copies: int) -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench.parser(__doc__, "throughput")
     ap.add_argument("--data", default="../shared/data/pets-dev/images")
     ap.add_argument("--weights", default="../shared/weights/tf_efficientnet_lite0.in1k.safetensors")
     ap.add_argument("--copies", type=int, default=10, help="copies of the data folder (10 = Pets-sized)")
@@ -54,12 +53,13 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="  %(message)s")
     logging.getLogger("catdog_fastai").setLevel(logging.INFO)  # catdog-train's own lines: decoding, epochs
 
+    m = bench.machine()
     with tempfile.TemporaryDirectory() as tmp:
         data = replicate(Path(args.data), Path(tmp) / "images", args.copies)
-        dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+        n_photos = sum(1 for _ in data.rglob("*.jpg"))
         print(
-            f"{sum(1 for _ in data.rglob('*.jpg'))} photos (80 % trained on), tf_efficientnet_lite0, 224 px, batch 32, "
-            f"1 + {args.epochs} epochs; {dev}; workers {workers()}",
+            f"{bench.describe(m)}\n{n_photos} photos (80 % trained on), {ARCH}, 224 px, batch 32, "
+            f"1 + {args.epochs} epochs; workers {workers()}",
             flush=True,
         )
         rs: dict[str, list[dict]] = {r: [] for r in args.recipes}
@@ -70,20 +70,25 @@ def main() -> None:
                 except Exception as e:  # noqa: BLE001 - report and go on with the other recipes
                     print(f"{recipe:13} failed: {type(e).__name__}: {e}", flush=True)
                     continue
-                rs[recipe].append(r)
+                rs[recipe].append(dict(seed=rep, img_s=r["img_s"], wall_s=r["minutes"] * 60))
                 print(
                     f"{recipe:13} {r['img_s']:7.1f} img/s (unfrozen epochs)   whole call {r['minutes'] * 60:6.1f} s",
                     flush=True,
                 )
-    base = statistics.median(r["img_s"] for r in rs["timm"]) if rs.get("timm") else None
+    summary = {
+        k: dict(img_s=statistics.median(r["img_s"] for r in v), wall_s=statistics.median(r["wall_s"] for r in v))
+        for k, v in rs.items()
+        if v
+    }
+    base = summary.get("timm")
     print("\nmedians" + (" and ratio to the plain timm loop" if base else ""))
-    for recipe, runs in rs.items():
-        if not runs:
-            continue
-        m = statistics.median(r["img_s"] for r in runs)
-        wall = statistics.median(r["minutes"] * 60 for r in runs)
-        ratio = f"  {m / base:.2f}x" if base else ""
-        print(f"{recipe:13} {m:7.1f} img/s{ratio}   whole call {wall:6.1f} s")
+    for recipe, s in summary.items():
+        if base:
+            s.update(img_s_ratio=s["img_s"] / base["img_s"], wall_ratio=s["wall_s"] / base["wall_s"])
+        ratio = f"  {s['img_s_ratio']:.2f}x" if base else ""
+        print(f"{recipe:13} {s['img_s']:7.1f} img/s{ratio}   whole call {s['wall_s']:6.1f} s")
+    res = dict(photos=n_photos, workers=workers(), runs=rs, medians=summary)
+    print(f"results: {bench.save('throughput', res, args, m)}")
 
 
 if __name__ == "__main__":

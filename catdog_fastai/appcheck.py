@@ -7,13 +7,14 @@ this package (a source checkout, as the tests and benchmarks use it).
 from __future__ import annotations
 
 import socket
-import statistics
 import subprocess
 import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from .benchmark import Timing
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 
@@ -94,13 +95,13 @@ def hammer(
     wall = time.perf_counter() - t0
     lat = [x for r in results for x in r[0]]
     errors = [x for r in results for x in r[1]]
-    q = statistics.quantiles(lat, n=20) if len(lat) >= 2 else [float("nan")] * 19
+    timing = Timing(tuple(lat)) if lat else None
     return dict(
         ok=len(lat),
         failed=len(errors),
         errors=errors[:5],
-        p50=statistics.median(lat) if lat else None,
-        p95=q[18],
+        p50=timing.median if timing else None,
+        p95=timing.p95 if timing else None,
         wall=wall,
         rps=len(lat) / wall,
     )

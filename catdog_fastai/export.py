@@ -67,10 +67,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str) + "\n"))
 
 
-def versions() -> dict[str, str]:
-    "Versions of the libraries an export depends on (pickles break across some of these, e.g. timm renames)."
+def versions(*extra: str) -> dict[str, str]:
+    """Versions of the libraries an export depends on (pickles break across some of these, e.g. timm renames),
+    and of the `extra` distributions asked for; the ones not installed are left out."""
     out = {"python": platform.python_version()}
-    for name in ("catdog_fastai", "torch", "timm", "fastai", "safetensors", "pillow"):
+    for name in ("catdog_fastai", "torch", "timm", "fastai", "safetensors", "pillow", *extra):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -1,0 +1,147 @@
+"""The benchmark harness (`catdog_fastai.benchmark`) and the scripts in `benchmarks/` that use it.
+
+The scripts run as a user runs them (`python benchmarks/x.py` from the repository root, in a subprocess) with tiny
+settings, and must write their JSON results: command, arguments, machine and figures.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import PETS
+
+from catdog_fastai import benchmark as bench
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_timing_summaries():
+    t = bench.Timing(tuple(float(x) for x in range(1, 101)))  # 1 .. 100 s
+    assert t.median == 50.5 and t.median_ms == 50500
+    assert t.p95 == 95  # nearest rank
+    assert bench.Timing((3.0,)).p95 == 3.0
+    assert bench.Timing((0.5, 0.5, 2.0)).per_second(32) == 64  # median 0.5 s per batch of 32
+    d = bench.Timing((1.0, 3.0)).as_dict()
+    assert d["median_s"] == 2 and d["min_s"] == 1 and d["n"] == 2 and d["samples_s"] == [1.0, 3.0]
+    assert d["stdev_s"] == pytest.approx(2**0.5)
+    with pytest.raises(ValueError):
+        bench.Timing(())
+
+
+def test_time_fns_calls_in_turn_after_warmup():
+    calls: list[str] = []
+    t = bench.time_fns({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, n=3, warmup=2)
+    assert calls == ["a", "b"] * 5  # 2 warm-up rounds then 3 timed, interleaved
+    assert all(len(x.samples) == 3 for x in t.values())
+
+
+def test_time_fns_tells_slow_from_fast():
+    t = bench.time_fns({"fast": lambda: None, "slow": lambda: time.sleep(0.02)}, n=3, warmup=0)
+    assert t["slow"].median >= 0.02 > t["fast"].median
+
+
+def test_time_iter_skips_start_and_stops_at_the_end():
+    t = bench.time_iter(range(5), n=10, skip=2)
+    assert len(t.samples) == 3  # 5 items, 2 skipped, then the iterator ends
+    with pytest.raises(ValueError):  # nothing left to time: an error, not a figure
+        bench.time_iter(range(1), n=3, skip=1)
+
+
+def test_time_command_is_a_fresh_process():
+    t = bench.time_command("import time; time.sleep(0.1)", n=2)
+    assert len(t.samples) == 2 and t.median >= 0.1
+    with pytest.raises(subprocess.CalledProcessError):
+        bench.time_command("raise SystemExit(3)", n=1)
+
+
+def test_machine_and_device_tag():
+    m = bench.machine()
+    assert m["cpu"] and m["cpu_cores"] >= 1 and m["torch_threads"] >= 1
+    assert {"python", "torch", "timm", "fastai", "torchvision"} <= set(m["versions"])
+    line = bench.describe(m)
+    assert m["cpu"] in line and f"torch {m['versions']['torch']}" in line
+    assert bench.device_tag({"gpu": None}) == "cpu"
+    assert bench.device_tag({"gpu": "NVIDIA H100 80GB HBM3"}) == "h100"
+    assert bench.device_tag({"gpu": "NVIDIA H200"}) == "h200"
+    assert bench.device_tag({"gpu": "NVIDIA A10G"}) == "a10g"
+    assert bench.device_tag({"gpu": "NVIDIA GeForce RTX 4090"}) == "4090"
+
+
+def test_save_records_command_args_machine(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["benchmarks/x.py", "--n", "3"])
+    m = dict(bench.machine(), gpu=None)
+    out = bench.save("x", {"ms": 1.5}, dict(n=3, json=None, data=Path("photos")), m)
+    assert out == Path("benchmarks/results/x-cpu.json")  # default: named by what it measures and where
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "x" and doc["results"] == {"ms": 1.5}
+    assert doc["command"] == "python benchmarks/x.py --n 3"
+    assert doc["args"] == {"n": 3, "json": None, "data": "photos"}
+    assert doc["machine"]["versions"]["torch"] == m["versions"]["torch"]
+    other = bench.save("x", [1], dict(json=tmp_path / "elsewhere.json"), m)
+    assert other == tmp_path / "elsewhere.json" and json.loads(other.read_text())["results"] == [1]
+
+
+def run_script(name: str, *args: str, timeout: int = 180) -> subprocess.CompletedProcess:
+    "`python benchmarks/<name> ...` from the repository root, as the benchmarks README runs them."
+    res = subprocess.run(
+        [sys.executable, f"benchmarks/{name}", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def results(path: Path, benchmark: str) -> dict:
+    doc = json.loads(path.read_text())
+    assert doc["benchmark"] == benchmark and doc["machine"]["versions"]["torch"]
+    assert doc["command"].startswith("python benchmarks/")
+    return doc["results"]
+
+
+@pytest.mark.parametrize("name", ["accuracy.py", "throughput.py", "memory.py", "load_test.py"])
+def test_long_benchmarks_start(name):
+    "The benchmarks too long for the suite (real weights, minutes of training) at least import and parse."
+    assert "--json" in run_script(name, "--help").stdout
+
+
+def test_loop_overhead_benchmark(tmp_path):
+    out = tmp_path / "r.json"
+    run_script("loop_overhead.py", "--batches", "4", "--bs", "4", "--epochs", "1", "--repeats", "2", "--tensors", "6",
+               "--json", str(out))  # fmt: skip
+    r = results(out, "loop-overhead")
+    assert r["plain PyTorch loop"]["n"] == 2 and r["fastai, torch AdamW"]["median_s"] > 0
+
+
+def test_backbones_and_memory_format_benchmarks(tmp_path):
+    tiny = ["--archs", "test_efficientnet"]
+    run_script("backbones.py", *tiny, "--size", "32", "--n", "3", "--json", str(tmp_path / "b.json"))
+    (row,) = results(tmp_path / "b.json", "backbones")
+    assert row["arch"] == "test_efficientnet" and 0 < row["params_m"] < 1 and row["train_img_s"] > 0
+    run_script("memory_format.py", *tiny, "--bs", "2", "--n", "1", "--json", str(tmp_path / "m.json"))
+    (row,) = results(tmp_path / "m.json", "memory-format")
+    assert row["NCHW"]["train"]["n"] == 1 and row["channels_last"]["eval1"]["n"] == 5
+
+
+def test_input_pipeline_benchmark(tmp_path):
+    out = tmp_path / "r.json"
+    run_script("input_pipeline.py", "--data", str(PETS), "--bs", "8", "--batches", "2", "--json", str(out))
+    r = results(out, "input-pipeline")
+    assert set(r) == {"items", "items_and_batch_augmentation", "plain_torchvision"}
+    assert all(v["n"] == 2 for v in r.values())
+
+
+def test_inference_and_ood_benchmarks(breeds_model, tmp_path):
+    small = ["--n", "2", "--bs", "4", "--cold-repeats", "1", "--json", str(tmp_path / "i.json")]
+    run_script("inference.py", "--model", str(breeds_model), "--images", str(PETS), *small)
+    r = results(tmp_path / "i.json", "inference")
+    assert r["one_image"]["predict"]["n"] == 2 and r["batch"]["bs"] == 4 and r["batch"]["predict_batch"]["img_s"] > 0
+    assert set(r["cold_start"]) == {"load_predictor", "load_learner"}  # the export has a model.pkl beside it
+    run_script("ood.py", "--model", str(breeds_model), "--not-pets", str(PETS.parent / "not_pets"),
+               "--json", str(tmp_path / "o.json"))  # fmt: skip
+    r = results(tmp_path / "o.json", "ood")
+    assert r["n"]["not_pets"] == 8 and 0 <= r["mean_distance"]["not_pets_flagged"] <= 1
