@@ -167,12 +167,14 @@ def build_demo(model_dir: str | os.PathLike) -> gr.Blocks:
             raise gr.Error("No model is loaded: train one with catdog-train, then restart the app.")
         if not files:
             raise gr.Error("Choose one or more photos first.")
-        results: list[Prediction | Exception] = []
+        checked: list[str | Exception] = []
         for f in files:
             try:
-                results.append(pred.predict(_check_upload(f), top_k=TOP_K, calibrated=True))
-            except (ImageError, gr.Error) as e:
-                results.append(e)
+                checked.append(_check_upload(f))
+            except gr.Error as e:  # too big: reported in its row, the others still predicted
+                checked.append(e)
+        preds = iter(pred.predict_each([c for c in checked if isinstance(c, str)], top_k=TOP_K, calibrated=True))
+        results: list[Prediction | Exception] = [c if isinstance(c, Exception) else next(preds) for c in checked]
         rows = table(pred, [Path(f).name for f in files], results, TOP_K)
         fd, out = tempfile.mkstemp(prefix="predictions-", suffix=".csv")
         os.close(fd)

@@ -356,7 +356,8 @@ def check_classes(found: Found) -> None:
     if small:
         log.warning(
             "imbalanced classes in %s: the largest has %d photos, %d class(es) 1/%d of that or fewer: %s. "
-            "The logit-adjusted loss (--logit-adjust) balances training; their figures rest on few photos",
+            "Training balances them with the logit-adjusted loss (--logit-adjust 1, the default; 0 turns it off) or "
+            "--sampling balanced; their figures rest on few photos",
             found.folder,
             largest,
             len(small),

@@ -106,6 +106,8 @@ def test_batch_endpoint_returns_a_table_and_csv(client, files, breeds_model, tmp
     assert [r["path"] for r in rows] == [p.name for p in paths] == [r[0] for r in table["data"]]
     assert rows[0]["species"] in ("cat", "dog") and rows[0]["unknown"] in ("true", "false")
     assert rows[2]["error"] and not rows[2]["label1"]
+    one = client.predict(handle_file(str(paths[1])), api_name="/predict")  # batched = one photo at a time
+    assert rows[1]["label1"] == one["confidences"][0]["label"]
     cli_csv = tmp_path / "cli.csv"
     assert predict_main([str(PHOTO), "--model", str(breeds_model), "--csv", str(cli_csv)]) == 0
     assert Path(csv_path).read_text().splitlines()[0] == cli_csv.read_text().splitlines()[0]
