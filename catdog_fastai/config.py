@@ -95,7 +95,7 @@ class TrainConfig:
     logit_adjust: float = _f(
         1.0,
         "tau of the logit-adjusted loss (Menon et al. 2021): the model learns class-balanced probabilities from "
-        "imbalanced photos (+0.06 balanced breed accuracy on pets-dev, BENCHMARKS.md); exactly cross-entropy on "
+        "imbalanced photos (+0.08 balanced breed accuracy on pets-dev, BENCHMARKS.md); exactly cross-entropy on "
         "balanced data; "
         "0 = plain cross-entropy",
         "train",
