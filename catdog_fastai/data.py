@@ -56,7 +56,9 @@ class PetImage(PILImage):
     "A `PILImage` decoded by `images.open_image`: EXIF-upright RGB whatever the file's real format."
 
     @classmethod
-    def create(cls, fn, **kwargs):  # noqa: ANN001 - fastai's signature; fn: a path or an `ImageCache` view
+    def create(cls, fn: Path | str | bytes | Image.Image, **kwargs) -> PetImage:
+        """`fn`: a path, bytes or an `ImageCache` view (a PIL image). The annotation is fastai's type dispatch:
+        `learn.predict` on an exported learner accepts exactly these types (a plain str too)."""
         return cls(open_image(fn))
 
 

@@ -54,13 +54,15 @@ def test_load_learner_in_a_fresh_process_that_imported_nothing_of_ours(breeds_mo
         "from fastai.learner import load_learner\n"
         "assert not any(m.startswith('catdog_fastai') for m in sys.modules)\n"
         f"learn = load_learner({str(breeds_model / 'model.pkl')!r})\n"
-        f"from pathlib import Path\n"
+        "from pathlib import Path\n"
         f"label, idx, probs = learn.predict(Path({str(PETS / 'Bengal_1.jpg')!r}))\n"
-        "print(len(learn.dls.vocab), round(float(probs.sum()), 4), label in learn.dls.vocab)\n"
+        f"label2, _, probs2 = learn.predict({str(PETS / 'Bengal_1.jpg')!r})  # a plain str, as fastbook does\n"
+        "print(len(learn.dls.vocab), round(float(probs.sum()), 4), label in learn.dls.vocab, label2 == label,"
+        " bool((probs2 - probs).abs().max() < 1e-6))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["37", "1.0", "True"]
+    assert r.stdout.split() == ["37", "1.0", "True", "True", "True"]
 
 
 def test_safe_predictor_matches_fastai_predict(breeds_model):
