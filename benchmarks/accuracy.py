@@ -153,7 +153,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     m = bench.machine()
     name = f"accuracy-cv-{args.task}"
-    out = args.json or bench.RESULTS / f"{name}-{bench.device_tag(m)}.json"
+    out = bench.results_path(name, m, args.json)
     old = json.loads(out.read_text())["results"] if args.append and out.is_file() else dict(runs=[], epochs=[])
     rows: list[dict] = old["runs"]
     epochs_log: list[dict] = old["epochs"]

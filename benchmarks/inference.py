@@ -41,7 +41,7 @@ def main() -> None:
     res: dict = dict(arch=pred.meta["arch"], size=pred.size, tta=args.tta)
 
     def tensor(f: Path) -> torch.Tensor:
-        return (pred.preprocess(f)[None].float() / 255 - pred._mean) / pred._std
+        return pred.normalize(pred.preprocess(f)[None])
 
     def raw_forward(x: torch.Tensor, net: torch.nn.Module = model) -> torch.Tensor:
         with torch.inference_mode():

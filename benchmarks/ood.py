@@ -94,8 +94,7 @@ def all_scores(pred: Predictor, files: list[Path], bs: int = 32) -> dict[str, np
     "Every candidate score for `files` (higher = less like the training photos)."
     out: dict[str, list[torch.Tensor]] = {k: [] for k in SCORES}
     for i in range(0, len(files), bs):
-        x = torch.stack([pred.preprocess(f) for f in files[i : i + bs]])
-        x = (x.float().div(255) - pred._mean) / pred._std
+        x = pred.normalize(torch.stack([pred.preprocess(f) for f in files[i : i + bs]]))
         with torch.inference_mode():
             logits, pooled = ood.forward(pred.model, x)
         out["mean_distance"].append(ood.mean_distance(pooled, pred._means))

@@ -122,12 +122,7 @@ def time_iter(items: Iterable[Any], n: int, skip: int = 1) -> Timing:
 
 def time_command(code: str, n: int = 3) -> Timing:
     "Wall seconds of `python -c code` in a fresh process, start to exit: what a user waits for a cold start."
-    samples = []
-    for _ in range(n):
-        t = timestamp()
-        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-        samples.append(timestamp() - t)
-    return Timing(tuple(samples))
+    return time_fn(lambda: subprocess.run([sys.executable, "-c", code], check=True, capture_output=True), n, warmup=0)
 
 
 def _cpu_model() -> str:
@@ -185,9 +180,9 @@ def describe(m: dict[str, Any]) -> str:
     return f"{where}{m['cpu']}, {m['cpu_cores']} cores{mem}, {m['torch_threads']} torch threads; {libs}"
 
 
-def device_tag(m: dict[str, Any] | None = None) -> str:
-    "Short name of where a result was measured, for file names: 'cpu', or the GPU model ('h100', 'a10g', ...)."
-    gpu = (m or machine())["gpu"]
+def device_tag(m: dict[str, Any]) -> str:
+    "Short name of where `machine()` record `m` was measured, for file names: 'cpu', or the GPU model ('h100', ...)."
+    gpu = m["gpu"]
     if not gpu:
         return "cpu"
     hit = re.search(r"\b([A-Z]{0,2}\d{2,4}[A-Z]?)\b", gpu.upper())
@@ -203,12 +198,17 @@ def parser(doc: str | None, name: str) -> argparse.ArgumentParser:
     return ap
 
 
+def results_path(name: str, m: dict[str, Any], json: str | os.PathLike | None = None) -> Path:
+    "`json` if given, else `benchmarks/results/{name}-{device}.json`: what a result is, and where it was measured."
+    return Path(json) if json else RESULTS / f"{name}-{device_tag(m)}.json"
+
+
 def save(name: str, results: Any, args: argparse.Namespace | dict[str, Any], m: dict[str, Any] | None = None) -> Path:
     """Write `results` with the command, its arguments and the machine to `args.json` or
     `benchmarks/results/{name}-{device}.json` (atomically: an interrupted run leaves the last complete file)."""
     m = m or machine()
     opts = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
-    out = Path(opts.get("json") or RESULTS / f"{name}-{device_tag(m)}.json")
+    out = results_path(name, m, opts.get("json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = dict(
         benchmark=name,

@@ -22,6 +22,7 @@ from .config import TrainConfig
 from .distributed import base_dl, is_main, unwrap, world_size
 from .errors import ResumeError
 from .export import atomic_write
+from .metrics import best_epoch
 
 log = logging.getLogger("catdog_fastai")
 CHECKPOINT, BEST, HISTORY = "checkpoint.pth", "best.pth", "history.csv"
@@ -99,7 +100,7 @@ class Checkpointer(Callback):
         self.state["done"] += 1
         hits = _valid_hits(self.learn)
         self.state["correct"].append(hits)
-        if self.cfg.export_epoch == "best" and sum(hits) >= max(sum(h) for h in self.state["correct"]):
+        if self.cfg.export_epoch == "best" and best_epoch(self.state["correct"]) == len(self.state["correct"]) - 1:
             atomic_write(self.out / BEST, lambda p: torch.save(unwrap(self.learn.model).state_dict(), p))
         self._write_history()
         ckpt = dict(

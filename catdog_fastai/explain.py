@@ -25,8 +25,7 @@ def gradcam(pred: Predictor, x: ImageInput, label: str | None = None) -> tuple[n
     body, head = pred.model[0], pred.model[1]
     if not body.needs_pool:
         raise NoSpatialMapError(f"{pred.meta['arch']} returns pooled features: Grad-CAM needs a CNN feature map")
-    batch = pred.preprocess(x)[None].to(pred.device)
-    xin = (batch.float() / 255 - pred._mean) / pred._std
+    xin = pred.normalize(pred.preprocess(x)[None])
     with torch.enable_grad():
         fmap = body(xin).detach().requires_grad_(True)
         logits = head(fmap)

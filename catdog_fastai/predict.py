@@ -108,10 +108,14 @@ class Predictor:
         img = center_crop_resize(open_image(x), self.size)
         return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
 
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        "A uint8 (N, 3, size, size) batch from `preprocess` as the model's input: float, normalised, on its device."
+        return (batch.to(self.device, non_blocking=True).float().div_(255) - self._mean) / self._std
+
     @torch.inference_mode()
     def outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         "Logits and OOD scores (None for exports without an `ood` entry) for a uint8 (N, 3, size, size) batch."
-        x = (batch.to(self.device, non_blocking=True).float().div_(255) - self._mean) / self._std
+        x = self.normalize(batch)
         n = len(x)
         logits, pooled = ood.forward(self.model, torch.cat([x, x.flip(-1)]) if self.tta else x)
         scores = ood.score(logits[:n], pooled[:n], self.ood, self._means).cpu() if self.ood else None
