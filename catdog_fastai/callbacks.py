@@ -58,6 +58,19 @@ class LossOnDevice(Callback):
             self.learn.smooth_loss = rec.losses[-1]
 
 
+class FrozenBNStats(Callback):
+    """Keep the backbone's BatchNorm layers in eval mode while training, so their statistics stay those of
+    pretraining (their scale and shift still train). Batches of a few dozen photos, most of them from the biggest
+    classes, would otherwise pull the statistics away from what the pretrained weights expect."""
+
+    order = 11  # after TrainEvalCallback (-10) and Recorder's before_train: model.train() has been called
+
+    def before_train(self) -> None:
+        for m in unwrap(self.learn.model)[0].modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
 class Checkpointer(Callback):
     """After every trained epoch: one log line, `history.csv`, `checkpoint.pth` (resume) and `best.pth`.
 

@@ -77,12 +77,33 @@ class TrainConfig:
     )
     pretrained: bool = _f(True, "start from ImageNet weights (timm Hub, or --weights FILE offline)", "model")
     weights: str | None = _f(None, "local .safetensors/.pth with timm key names, for offline/air-gapped use", "model")
+    head: str = _f(
+        "cosine",
+        "cosine (a cosine classifier on the pretrained average-pooled features, started at their class means: "
+        "training begins at the training-free nearest-class-mean baseline instead of a random head) or fastai "
+        "(fastai's default head: concat pooling, two linear layers, random start)",
+        "model",
+        choices=("cosine", "fastai"),
+    )
     # training
     epochs: int = _f(4, "unfrozen epochs (fine_tune's epochs)", "train")
     freeze_epochs: int = _f(1, "epochs training only the new head before unfreezing", "train")
     lr: str = _f("2e-3", "base learning rate, or 'auto' to run lr_find and use its suggestion", "train")
     opt: str = _f("adam", "optimizer from the SGD family", "train", choices=OPTIMIZERS)
     wd: float = _f(0.01, "weight decay (decoupled for adam-style optimizers)", "train")
+    freeze_bn: bool = _f(
+        True,
+        "keep the backbone's BatchNorm statistics from pretraining while training (its layers in eval mode): with "
+        "a few photos per class, batch statistics drift towards the classes that fill the batches",
+        "train",
+    )
+    wise: float = _f(
+        1.0,
+        "weight-space ensemble (WiSE-FT, Wortsman et al., CVPR 2022): export (1 - wise) x the starting weights + "
+        "wise x the fine-tuned ones; 1 (the default: mixing lowered held-out accuracy, BENCHMARKS.md §1) exports "
+        "the fine-tuned weights, 0 the untrained start",
+        "train",
+    )
     label_smoothing: float = _f(0.0, "label smoothing for the cross-entropy loss; 0 disables", "train")
     sampling: str = _f(
         "instance",
@@ -120,6 +141,13 @@ class TrainConfig:
         "output",
         choices=("last", "best"),
     )
+    logger: str = _f(
+        "none",
+        "training curves: none, tensorboard (event files in OUT/runs: tensorboard --logdir OUT/runs) or wandb "
+        "(Weights & Biases; WANDB_MODE=offline logs without an account); needs pip install 'catdog_fastai[NAME]'",
+        "output",
+        choices=("none", "tensorboard", "wandb"),
+    )
     pkl: bool = _f(True, "also write model.pkl (fastai learn.export) beside the pickle-free export", "output")
 
     def lr_value(self) -> float | None:
@@ -148,10 +176,17 @@ class TrainConfig:
             problems.append(f"--valid-pct must be between 0 and 1 (got {self.valid_pct})")
         if not (0 < self.min_scale <= 1):
             problems.append(f"--min-scale must be in (0, 1] (got {self.min_scale})")
-        if self.epochs < 0 or self.freeze_epochs < 0 or self.epochs + self.freeze_epochs == 0:
-            problems.append("--epochs and --freeze-epochs must be >= 0 and not both 0")
+        if self.epochs < 0 or self.freeze_epochs < 0:
+            problems.append("--epochs and --freeze-epochs must be >= 0")
+        elif self.epochs + self.freeze_epochs == 0 and self.head != "cosine":
+            problems.append(
+                "--epochs 0 --freeze-epochs 0 exports the untrained start, which only the cosine head makes a "
+                "classifier (the nearest class mean): add --head cosine"
+            )
         if self.logit_adjust < 0:
             problems.append(f"--logit-adjust must be >= 0 (got {self.logit_adjust})")
+        if not (0 <= self.wise <= 1):
+            problems.append(f"--wise must be in [0, 1] (got {self.wise})")
         if not (0 <= self.label_smoothing < 1):
             problems.append(f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})")
         if problems:

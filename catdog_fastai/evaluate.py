@@ -30,11 +30,17 @@ def _save_fig(fig: Any, path: Path) -> None:
 
 
 def report(
-    learn: Any, out: str | os.PathLike, top_k: int = 9, calibration: dict[str, Any] | None = None
+    learn: Any,
+    out: str | os.PathLike,
+    top_k: int = 9,
+    calibration: dict[str, Any] | None = None,
+    baseline: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate `learn` on its validation set; write report.json and the two PNGs to `out`; print a summary.
 
     `calibration`: the export's `ood` entry (`ood.fit`), whose temperature and ECE before/after join the report.
+    `baseline`: the training-free nearest-class-mean classifier's `label_scores` on the same validation photos
+    (`train.start_from_pretrained`), set beside the fine-tuned figures.
     """
     import matplotlib
 
@@ -65,6 +71,8 @@ def report(
         summary.update(
             valid_catdog_accuracy=cd["catdog_accuracy"], valid_catdog_balanced_accuracy=cd["catdog_balanced_accuracy"]
         )
+    if baseline is not None:
+        summary.update(baseline_accuracy=baseline["accuracy"], baseline_balanced_accuracy=baseline["balanced_accuracy"])
     if calibration is not None:
         keys = ("temperature", "ece_before", "ece_after", "score", "threshold", "keep")
         summary["calibration"] = {k: calibration[k] for k in keys}
@@ -94,6 +102,8 @@ def _summary_lines(summary: dict[str, Any], most: list, out: Path) -> list[str]:
         f"validation: accuracy {summary['valid_accuracy']:.4f}, balanced accuracy "
         f"{summary['valid_balanced_accuracy']:.4f} (mean recall per class) on {n} images, {nc} classes"
     ]
+    if "baseline_balanced_accuracy" in summary:
+        lines.append(baseline_line(summary))
     if "valid_catdog_accuracy" in summary:
         lines.append(
             f"cat/dog implied by the breed predictions: accuracy {summary['valid_catdog_accuracy']:.4f}, "
@@ -123,6 +133,21 @@ def _summary_lines(summary: dict[str, Any], most: list, out: Path) -> list[str]:
         )
     lines.append(f"report: {out / 'report.json'}, {out / 'confusion_matrix.png'}, {out / 'top_losses.png'}")
     return lines
+
+
+def baseline_line(summary: dict[str, Any]) -> str:
+    "What fine-tuning added to the pretrained features' nearest class mean, in words, worse included."
+    gain = summary["valid_balanced_accuracy"] - summary["baseline_balanced_accuracy"]
+    base = (
+        f"the pretrained features' nearest class mean (no training) scores balanced accuracy "
+        f"{summary['baseline_balanced_accuracy']:.4f} on the same photos"
+    )
+    if gain >= 0:
+        return f"fine-tuning added {gain:+.4f} balanced accuracy over {base}"
+    return (
+        f"fine-tuning came out WORSE than no training: {gain:+.4f} balanced accuracy against {base}. Try fewer "
+        "epochs, a lower --lr, or --wise 0 (export the untrained start)"
+    )
 
 
 def evaluate_folder(model: str | os.PathLike, data: str | os.PathLike, bs: int = 32) -> dict[str, Any]:

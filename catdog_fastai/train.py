@@ -30,17 +30,19 @@ from fastai.learner import Learner
 from fastai.metrics import accuracy, error_rate
 from fastai.torch_core import set_seed
 
-from . import ood
-from .callbacks import BEST, CHECKPOINT, Checkpointer, LossOnDevice, ResumePoint
+from . import ood, prototypes
+from .callbacks import BEST, CHECKPOINT, Checkpointer, FrozenBNStats, LossOnDevice, ResumePoint
+from .card import write_card
 from .config import TrainConfig, parse_config
 from .data import get_dls
 from .distributed import LaunchError, distrib, finish, is_main, per_rank_bs, world_size
 from .errors import CatdogError, OutputError
 from .evaluate import report
 from .export import atomic_write, export, write_json
+from .loggers import logger_callbacks
 from .losses import sampled_counts, training_loss
-from .metrics import BalancedAccuracy, export_epoch
-from .model import build_model, norm_stats, splitter
+from .metrics import BalancedAccuracy, export_epoch, label_scores
+from .model import CosineClassifier, build_model, norm_stats, splitter, wise_ft
 from .optim import OPT_FUNCS
 
 log = logging.getLogger("catdog_fastai")
@@ -80,7 +82,7 @@ def get_learner(dls: DataLoaders, cfg: TrainConfig) -> Learner:
     Normalisation is added whether or not the weights are pretrained (fastai adds it only when pretrained), so
     training and the pickle-free predictor always agree on the input scale.
     """
-    model = build_model(cfg.arch, len(dls.vocab), pretrained=cfg.pretrained, weights=cfg.weights)
+    model = build_model(cfg.arch, len(dls.vocab), pretrained=cfg.pretrained, weights=cfg.weights, head=cfg.head)
     if not any(isinstance(t, Normalize) for t in dls.after_batch.fs):
         dls.add_tfms([Normalize.from_stats(*norm_stats(model))], "after_batch")
     learn = Learner(
@@ -113,6 +115,25 @@ def class_counts(dls: DataLoaders) -> list[int]:
     "Training photos per class, in vocab order: the label prior the logit-adjusted loss takes out."
     ys = torch.tensor([int(y) for y in dls.train_ds.tls[1]], dtype=torch.long)
     return torch.bincount(ys, minlength=len(dls.vocab)).tolist()
+
+
+def start_from_pretrained(learn: Learner) -> dict[str, Any]:
+    """The training-free baseline, and the cosine head started from it.
+
+    The class means of the starting features over the training photos and their mirror images (seen as validation
+    photos are: centre crop, no augmentation) become the cosine head's weights (`CosineClassifier.imprint`); the
+    nearest-class-mean classifier on those features is scored on the validation photos, so the report can say what
+    fine-tuning added to it. Returns that score (`label_scores`).
+    """
+    vocab = [str(v) for v in learn.dls.vocab]
+    learn.model.to(learn.dls.device)
+    train = learn.dls.test_dl(learn.dls.train.items, with_labels=True)
+    means = prototypes.class_means(*prototypes.features(learn.model, train, mirror=True), len(vocab))
+    if isinstance(learn.model[1][-1], CosineClassifier):
+        learn.model[1][-1].imprint(means)
+    feats, targs = prototypes.features(learn.model, learn.dls.valid)
+    predicted = prototypes.nearest_mean(feats, means).tolist()
+    return label_scores([vocab[int(t)] for t in targs], [vocab[i] for i in predicted], vocab)
 
 
 def find_lr(learn: Learner, out: Path) -> float:
@@ -155,17 +176,23 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
         learn.remove_cb(ProgressCallback)
         learn.logger = lambda *_: None
 
+    # start at what the pretrained features know: their class means, scored and (cosine head) imprinted
+    baseline = start_from_pretrained(learn)
+    start = {k: v.detach().clone() for k, v in learn.model.state_dict().items()} if cfg.wise < 1 else None
+
     # learning rate and schedule
     lr = resume.state["lr"] if resume else cfg.lr_value() or find_lr(learn, out)
     phases = schedule(cfg, lr)
     state = resume.state if resume else new_state(lr, phases)
     start_phase, start_epoch = resume.start() if resume else (0, 0)
+    cbs = [*logger_callbacks(cfg.logger, out, epochs_done=state["done"], config=cfg.to_dict()), *(cbs or [])]
     if resume:
         phase = state["phases"][min(start_phase, len(phases) - 1)]
         log.info("resuming at %s epoch %d of %d", phase, start_epoch + 1, state["total"])
 
     # fine_tune, phase by phase, every epoch checkpointed
     on_gpu = [LossOnDevice()] if device.type == "cuda" else []
+    frozen_bn = [FrozenBNStats()] if cfg.freeze_bn else []
     for i, ph in enumerate(phases[start_phase:], start=start_phase):
         learn.freeze() if ph.name == "frozen" else learn.unfreeze()
         if resume and i == start_phase:
@@ -174,7 +201,7 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
             learn.fit_one_cycle(
                 ph.epochs,
                 ph.lr,
-                cbs=[Checkpointer(cfg, i, state, quiet_bar), *on_gpu, *(cbs or [])],
+                cbs=[Checkpointer(cfg, i, state, quiet_bar), *frozen_bn, *on_gpu, *cbs],
                 start_epoch=start_epoch if i == start_phase else 0,
                 **ph.kw,
             )
@@ -186,15 +213,33 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
     if epoch != state["done"] - 1:
         log.info("exporting epoch %d: better than the last on the validation set (McNemar p < 0.05)", epoch + 1)
         learn.model.load_state_dict(torch.load(out / BEST, map_location="cpu"))
-    ood_fit = ood.fit(learn)  # "not a cat or a dog": temperature, OOD score threshold, class means (ood.py)
-    summary = report(learn, out, calibration=ood_fit[0])
+    if start is not None:
+        wise_ft(learn.model, start, cfg.wise)
+    fitted = ood.fit(learn)  # calibration and the "not a cat or a dog" gate (ood.py, verdict.py)
+    summary = report(learn, out, calibration=fitted.ood, baseline=baseline)
     summary.update(exported_epoch=epoch + 1, history=state["history"], valid_hits=state["correct"])
-    export(learn, cfg, {k: v for k, v in summary.items() if k not in _REPORT_ONLY}, ood=ood_fit)
+    export(learn, cfg, {k: v for k, v in summary.items() if k not in _REPORT_ONLY}, fitted)
     write_json(out / "train_config.json", cfg.to_dict())
+    card = write_card(out)
     for f in (CHECKPOINT, BEST):
         (out / f).unlink(missing_ok=True)
-    log.info("exported to %s (model.safetensors + model.json%s)", out, ", model.pkl" if cfg.pkl else "")
+    log.info("\n".join(where_it_went(cfg, out, card)))
     return summary
+
+
+def where_it_went(cfg: TrainConfig, out: Path, card: Path) -> list[str]:
+    "The closing lines: where the export, the card and the logs are, and how to open the app on this model."
+    lines = [
+        f"export: {out}/model.safetensors + model.json (load_predictor({str(out)!r}))"
+        + (f", {out}/model.pkl (fastai load_learner)" if cfg.pkl else ""),
+        f"model card: {card} (publish the folder as it is: hf upload USER/NAME {out})",
+    ]
+    if cfg.logger == "tensorboard":
+        lines.append(f"training curves: tensorboard --logdir {out / 'runs'}")
+    elif cfg.logger == "wandb":
+        lines.append("training curves: in your Weights & Biases run (offline runs: wandb sync " + f"{out}/wandb)")
+    lines.append(f"try it: python app.py --model {out}   or   catdog-predict PHOTOS --model {out}")
+    return lines
 
 
 def new_state(lr: float, phases: list[Phase]) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def test_cli_under_torchrun_logs_once(tmp_path):
         ]
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.count("epoch 1/2") == 1 and r.stdout.count("exported to") == 1
+    assert r.stdout.count("epoch 1/2") == 1 and r.stdout.count("model card: ") == 1
     assert (out / "model.safetensors").is_file() and not (out / CHECKPOINT).exists()
 
 

@@ -1,0 +1,244 @@
+"""The model card (card.py): Hugging Face front matter that parses and holds the export's real figures, every class
+named, own-photo models without the Pets dataset, old or hand-made exports still carded, README.md written beside
+model.json."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from catdog_fastai.card import MARKER, CardError, _yaml, model_card, write_card
+from catdog_fastai.export import FORMAT_VERSION
+from catdog_fastai.export import write_json as write_json_file
+
+VOCAB = ["Abyssinian", "Bengal", "american_bulldog", "great_pyrenees", "yorkshire_terrier"]
+META = dict(
+    format_version=FORMAT_VERSION,
+    arch="tf_efficientnet_lite0",
+    head="cosine",
+    task="breeds",
+    vocab=VOCAB,
+    size=224,
+    mean=[0.5, 0.5, 0.5],
+    std=[0.5, 0.5, 0.5],
+    metrics=dict(
+        valid_accuracy=0.8123,
+        valid_balanced_accuracy=0.6543,
+        valid_error=0.1877,
+        n_valid=151,
+        n_classes=5,
+        valid_catdog_accuracy=0.9541,
+        valid_catdog_balanced_accuracy=0.9688,
+        exported_epoch=5,
+        n_few_valid_classes=2,
+        baseline_accuracy=0.4321,
+        baseline_balanced_accuracy=0.3456,
+    ),
+    config=dict(
+        epochs=4,
+        freeze_epochs=1,
+        lr="2e-3",
+        opt="adam",
+        bs=32,
+        seed=42,
+        size=224,
+        data="/home/someone/shared/data/pets-dev/images",
+        split="stratified",
+        valid_pct=0.2,
+        pretrained=True,
+        pkl=True,
+    ),
+    created="2026-11-29T10:00:00+00:00",
+    versions=dict(python="3.11.9", fastai="2.8.12", timm="1.0.31", torch="2.14.1"),
+    ood=dict(
+        score="mean_distance",
+        temperature=1.4142,
+        keep=0.97,
+        n_valid=151,
+        threshold=0.2718,
+        ece_before=0.1111,
+        ece_after=0.0321,
+    ),
+    # as verdict.fit_gate writes it, plus two measured rates (any numeric key with "rate" in it goes to model-index)
+    verdict=dict(
+        gate="imagenet",
+        threshold=0.8765,
+        keep=0.98,
+        known_min_prob=0.5,
+        n_valid=453,
+        rates=dict(unknown_non_pets=1.0, unknown_pets=0.041),
+    ),
+)
+REPORT = dict(
+    per_class={
+        "Abyssinian": 0.8,
+        "Bengal": 1.0,
+        "american_bulldog": 0.2,
+        "great_pyrenees": 0.6,
+        "yorkshire_terrier": 1.0,
+    },
+    n_valid_per_class={
+        "Abyssinian": 5,
+        "Bengal": 20,
+        "american_bulldog": 5,
+        "great_pyrenees": 1,
+        "yorkshire_terrier": 2,
+    },
+)
+
+
+def front(card: str) -> dict:
+    "The YAML between the two --- lines, parsed as the Hub parses it."
+    assert card.startswith("---\n")
+    head, sep, _ = card[4:].partition("\n---\n")
+    assert sep, "front matter is not closed"
+    return yaml.safe_load(head)
+
+
+def metric_values(fm: dict) -> dict[str, float]:
+    (entry,) = fm["model-index"]
+    (result,) = entry["results"]
+    assert result["task"] == {"type": "image-classification", "name": "Image Classification"}
+    assert {"type", "name"} <= set(result["dataset"])
+    return {m["name"]: m["value"] for m in result["metrics"]}
+
+
+def test_front_matter_parses_and_holds_the_real_figures():
+    fm = front(model_card(META, REPORT))
+    assert fm["library_name"] == "fastai"
+    assert fm["license"] == "apache-2.0"
+    assert fm["pipeline_tag"] == "image-classification"
+    assert {"image-classification", "fastai", "timm", "pets", "breeds"} <= set(fm["tags"])
+    assert fm["datasets"] == ["oxford-iiit-pet"]
+    assert fm["model-index"][0]["results"][0]["dataset"]["type"] == "oxford-iiit-pet"
+    values = metric_values(fm)
+    assert values["Validation accuracy"] == 0.8123
+    assert values["Validation balanced accuracy (mean recall per class)"] == 0.6543
+    assert values["Validation cat/dog accuracy (implied by the breed)"] == 0.9541
+    assert values["Validation cat/dog balanced accuracy (per breed)"] == 0.9688
+    assert values["Expected calibration error (temperature-scaled)"] == 0.0321
+    assert sorted(v for k, v in values.items() if k.startswith("Verdict")) == [0.041, 1.0]  # the unknown rates
+    types = [m["type"] for m in fm["model-index"][0]["results"][0]["metrics"]]
+    assert types.count("accuracy") == 2 and types.count("balanced_accuracy") == 2 and "unknown_rate" in types
+
+
+def test_body_names_every_class_the_recipe_and_the_limits():
+    card = model_card(META, REPORT)
+    for v in VOCAB:
+        assert f"`{v}`" in card
+    assert "`american_bulldog`: validation recall 0.20 (5 photos)" in card
+    assert "`great_pyrenees`: validation recall 0.60 (1 photo)" in card
+    for text in ("`tf_efficientnet_lite0`", "224 px", "adam", "2e-3", "fastai 2.8.12", "2026-11-29", "stratified"):
+        assert text in card
+    assert "pets-dev/images" in card and "/home/someone" not in card  # no home folder on a public card
+    assert "**0.8123**" in card and "on 151 validation photos" in card.lower()
+    assert "This doesn't look like a cat or a dog" in card
+    limits = card.split("## Limits")[1].split("##")[0]
+    weakest = limits.split("Weakest classes")[1].splitlines()[0]
+    assert weakest.index("american_bulldog") < weakest.index("great_pyrenees") < weakest.index("Abyssinian")
+    assert "Bengal" not in weakest  # recall 1.0 is nobody's weakness
+    assert "grayscale" in limits.lower() and "low-resolution" in limits.lower()
+    assert 'load_predictor("DIR")' in card and 'load_learner("DIR/model.pkl")' in card
+    assert "cosine-classifier head" in card
+    assert "no training at all" in card and "balanced accuracy 0.3456" in card  # the nearest-class-mean baseline
+    assert "ImageNet's own classifier" in limits and "threshold 0.8765" in limits and "453 views" in limits
+    assert "let 98% through" in limits and "about 2% of real photos" in limits
+    assert "Unsure: when no class reaches 50%" in limits
+    assert "hf upload USER/NAME DIR" in card and "huggingface-cli upload USER/NAME DIR" in card
+    assert "model.onnx" not in card
+
+
+def test_files_decide_which_loaders_are_shown():
+    only_safe = model_card(META, REPORT, files=["model.safetensors", "model.json"])
+    assert "model.pkl" not in only_safe and "model.onnx" not in only_safe
+    with_onnx = model_card(META, REPORT, files=["model.safetensors", "model.json", "model.pkl", "model.onnx"])
+    assert 'load_learner("DIR/model.pkl")' in with_onnx and "`model.onnx`" in with_onnx
+
+
+def test_own_photos_have_no_pets_dataset_or_pets_wording():
+    meta = copy.deepcopy(META)
+    meta.update(task="folders", vocab=["black", "grizzly", "teddy"], verdict=None)
+    meta["config"]["data"] = "bears"
+    card = model_card(meta)
+    fm = front(card)
+    assert "datasets" not in fm
+    assert "pets" not in fm["tags"] and "breeds" not in fm["tags"]
+    dataset = fm["model-index"][0]["results"][0]["dataset"]
+    assert dataset["type"] == "imagefolder" and "oxford" not in dataset["name"].lower()
+    assert "Oxford" not in card
+    assert "This doesn't look like any of this model's classes" in card
+    assert "`black`, `grizzly`, `teddy`" in card
+    assert not any(k.startswith("Verdict") for k in metric_values(fm))
+
+
+def test_export_from_before_the_verdict_entry_describes_its_ood_threshold():
+    "model.json with only the older `ood` entry: the features gate at its threshold, and no unsure answer."
+    meta = {k: v for k, v in META.items() if k != "verdict"}
+    limits = model_card(meta, REPORT).split("## Limits")[1]
+    assert "farther from every class's mean" in limits and "threshold 0.2718" in limits
+    assert "let 97% of the validation photos through" in limits
+    assert "Unsure" not in limits
+    assert not any(k.startswith("Verdict") for k in metric_values(front(model_card(meta))))
+
+
+def test_own_folders_called_cat_and_dog_answer_as_a_pets_model():
+    meta = copy.deepcopy(META)
+    meta.update(task="folders", vocab=["cat", "dog"])
+    assert "This doesn't look like a cat or a dog" in model_card(meta)
+
+
+def test_minimal_meta_still_renders():
+    "An old or hand-made export: only arch, vocab and size; nothing optional may crash the card."
+    card = model_card(dict(arch="resnet18", vocab=["cat", "dog"], size=192))
+    fm = front(card)
+    assert fm["library_name"] == "fastai" and "model-index" not in fm  # no figures: no model-index
+    assert "`cat`, `dog`" in card and "resnet18" in card and "192 px" in card
+    assert "No validation figures" in card
+    assert "no 'unknown' verdict" in card
+
+
+TRICKY = ["yes", "No", "null", "~", "1e3", "0x1F", "a: b", "#x", '"q"', "- item", "x\n---\ny", "tab\tx", "back\\slash"]
+TRICKY += ["", "true", "@at", "`tick", "%pct", "é", "\u2028", "\ufeffbom", "🐱 cat", "[1, 2]", "{a: 1}", "*ref", "!tag"]
+
+
+@pytest.mark.parametrize("s", TRICKY)
+def test_yaml_round_trips_strings_that_would_break_it(s):
+    "The hand-written YAML reads back exactly, whatever a folder name or arch holds."
+    doc = {"plain": s, "nested": {"list": [s, {"name": s, "value": 0.5}]}, s or "empty": 1}
+    assert yaml.safe_load(_yaml(doc)) == doc
+
+
+def test_write_card_writes_readme_beside_the_export(tmp_path):
+    write_json_file(tmp_path / "model.json", META)
+    write_json_file(tmp_path / "report.json", {**META["metrics"], **REPORT})
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    path = write_card(tmp_path)
+    assert path == tmp_path / "README.md"
+    card = path.read_text(encoding="utf-8")
+    assert card == model_card(META, {**META["metrics"], **REPORT}, files=["model.json", "report.json"])
+    assert metric_values(front(card))["Validation accuracy"] == 0.8123
+    assert "validation recall 0.20" in card  # per-class figures came from report.json
+    assert "model.pkl" not in card  # none in the folder
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # atomic: no temp file left
+
+    (tmp_path / "report.json").write_text("{not json")  # a damaged report: the card goes without it
+    assert "validation recall" not in write_card(tmp_path).read_text(encoding="utf-8")
+
+
+def test_write_card_never_overwrites_a_foreign_readme(tmp_path):
+    write_json_file(tmp_path / "model.json", META)
+    (tmp_path / "README.md").write_text("# My project\n")
+    with pytest.raises(CardError, match="not a catdog_fastai model card"):
+        write_card(tmp_path)
+    assert (tmp_path / "README.md").read_text() == "# My project\n"
+    (tmp_path / "README.md").write_text(f"---\n---\n{MARKER}\nold card\n")  # ours: regenerated
+    assert "old card" not in write_card(tmp_path).read_text(encoding="utf-8")
+
+
+def test_write_card_needs_model_json(tmp_path):
+    from catdog_fastai.export import ExportError
+
+    with pytest.raises(ExportError, match="model.json"):
+        write_card(tmp_path)
