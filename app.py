@@ -22,6 +22,7 @@ import gradio as gr  # noqa: E402
 from gradio.components.label import LabelConfidence, LabelData  # noqa: E402
 
 from catdog_fastai import ExportError, ImageError, Predictor, load_predictor  # noqa: E402
+from catdog_fastai.card import folder_card  # noqa: E402
 from catdog_fastai.explain import NoSpatialMapError, overlay  # noqa: E402
 from catdog_fastai.predict import Prediction, table, write_csv  # noqa: E402
 
@@ -78,61 +79,24 @@ def verdict_label(**kw: Any) -> gr.Label:
 
 
 def verdict(pred: Predictor, p: Prediction) -> tuple[LabelData, str]:
-    """The `/predict` answer: heading = the verdict if the photo looks like none of the classes, else cat or dog for
-    a Pets breed model, else the top class; confidences = the top classes (calibrated). And the same in a sentence."""
-    heading = pred.unknown_text() if p.unknown else p.species[0][0] if p.species else p[0][0]
-    label = LabelData(label=heading, confidences=[LabelConfidence(label=lab, confidence=q) for lab, q in p])
-    if p.unknown:
-        text = f"**{pred.unknown_text()}.** The closest of its classes are listed only for reference."
-    elif p.species:
-        text = f"**{p.species[0][0].capitalize()}**: {p.species[0][1]:.0%} (its breeds' probabilities added up)."
+    """The `/predict` answer: heading = the answer in words (`Predictor.describe`, the line `catdog-predict` prints:
+    known, unsure or unknown), confidences = the top classes (calibrated); and a sentence on how to read it."""
+    label = LabelData(label=pred.describe(p), confidences=[LabelConfidence(label=lab, confidence=q) for lab, q in p])
+    if p.verdict == "unknown":
+        text = "The closest of its classes are listed only for reference."
+    elif p.verdict == "unsure":
+        text = "No class is clearly it: the closest are listed."
     else:
-        text = f"**{p[0][0]}**: {p[0][1]:.0%}."
-    if p.ood_score is not None:
-        text += f" Out-of-distribution score {p.ood_score:.3f} (unknown above {pred.ood['threshold']:.3f})."
-    return label, text
+        text = ""
+    if p.species and p.verdict != "unknown":
+        text += f" {p.species[0][0].capitalize()}: {p.species[0][1]:.0%}, its breeds' probabilities added up."
+    return label, text.strip()
 
 
-def model_card(pred: Predictor) -> str:
-    "Markdown: what this model is, how well it did, when and how it was trained."
-    m = pred.meta
-    metrics, cfg, v = m.get("metrics", {}), m.get("config", {}), m.get("versions", {})
-    acc, bal = metrics.get("valid_accuracy"), metrics.get("valid_balanced_accuracy")
-    lines = [f"### {m['arch']} · {m.get('task', '?')} · {len(pred.vocab)} classes"]
-    if acc is None:
-        lines.append("- **Validation accuracy:** not recorded")
-    else:
-        lines.append(
-            f"- **Validation accuracy:** {acc:.1%} on {metrics.get('n_valid', '?')} held-out photos"
-            + (f"; balanced (every class weighs the same): {bal:.1%}" if bal is not None else "")
-        )
-    if "valid_catdog_accuracy" in metrics:
-        cd_bal = metrics.get("valid_catdog_balanced_accuracy")
-        lines.append(
-            f"- **Cat vs dog accuracy** (from the breed predictions): {metrics['valid_catdog_accuracy']:.1%}"
-            + (f"; every breed weighing the same: {cd_bal:.1%}" if cd_bal is not None else "")
-        )
-    if metrics.get("n_few_valid_classes"):
-        lines.append(
-            f"- {metrics['n_few_valid_classes']} classes have fewer than 5 validation photos: read these figures as "
-            "rough."
-        )
-    if pred.ood:
-        o = pred.ood
-        lines.append(
-            f"- **Not one of its classes:** said when the {o['score']} score exceeds {o['threshold']:.3f}, which "
-            f"{o['keep']:.0%} of the validation photos stay under. Probabilities are calibrated (temperature "
-            f"{o['temperature']:.2f}; expected calibration error {o['ece_before']:.3f} → {o['ece_after']:.3f})"
-        )
-    lines += [
-        f"- **Input:** {pred.size}×{pred.size} px centre crop, normalised with mean {m['mean']} / std {m['std']}",
-        f"- **Trained:** {m.get('created', '?')} · {cfg.get('freeze_epochs', '?')} frozen + {cfg.get('epochs', '?')} "
-        f"epochs, one-cycle, {cfg.get('opt', '?')}, lr {cfg.get('lr', '?')}, batch {cfg.get('bs', '?')}, "
-        f"seed {cfg.get('seed', '?')}, data `{cfg.get('data') or 'Oxford-IIIT Pets'}` ({cfg.get('split', '?')} split)",
-        "- **Libraries:** " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        f"- **Classes:** {', '.join(pred.vocab)}",
-    ]
-    return "\n".join(lines)
+def model_card(model_dir: str | os.PathLike) -> str:
+    "The export's model card (`catdog_fastai.card`, the README.md beside the export) without its YAML front matter."
+    text = folder_card(model_dir)
+    return text.split("\n---\n", 1)[1] if text.startswith("---\n") else text
 
 
 def build_demo(model_dir: str | os.PathLike) -> gr.Blocks:
@@ -213,7 +177,7 @@ def build_demo(model_dir: str | os.PathLike) -> gr.Blocks:
             csv_file = gr.File(label="Download as CSV", interactive=False)
             batch_button.click(predict_many, files, [table_out, csv_file], api_name="predict_batch")
         with gr.Tab("Model card"):
-            gr.Markdown(model_card(pred) if pred else problem)
+            gr.Markdown(model_card(model_dir) if pred else problem)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=256)
     return demo
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from fastai.learner import Learner
 
     from .config import TrainConfig
+    from .ood import Fitted
 
 FORMAT_VERSION = 1  # bump when model.json's meaning changes; loaders refuse other versions
 WEIGHTS, META, PKL = "model.safetensors", "model.json", "model.pkl"
@@ -156,14 +157,14 @@ def load_safe(path: str | os.PathLike, device: str | torch.device = "cpu") -> tu
             "a write was interrupted; re-export"
         )
     try:
-        model = build_model(meta["arch"], len(meta["vocab"]), pretrained=False)
+        model = build_model(meta["arch"], len(meta["vocab"]), pretrained=False, head=meta.get("head", "fastai"))
     except ModelError as e:
         raise ExportError(f"{e} (the export was made with {meta.get('versions')}, running {versions()})") from None
     try:
         sd = load_file(str(wpath), device="cpu")
     except Exception as e:  # safetensors raises its own error types for damaged headers
         raise ExportError(f"{wpath} is not a readable safetensors file ({e})") from None
-    sd = {k: v for k, v in sd.items() if not k.startswith(EXTRA_PREFIX)}  # not weights: see `read_extra`
+    sd = {k: v for k, v in sd.items() if not k.startswith(EXTRA_PREFIX)}  # not weights: see `read_extras`
     want = model.state_dict()
     missing, extra = sorted(set(want) - set(sd)), sorted(set(sd) - set(want))
     bad = [k for k in set(want) & set(sd) if want[k].shape != sd[k].shape]
@@ -185,16 +186,17 @@ def load_safe(path: str | os.PathLike, device: str | torch.device = "cpu") -> tu
     return model.to(device).eval(), meta
 
 
-def read_extra(path: str | os.PathLike, key: str) -> torch.Tensor | None:
-    "One `extra` tensor saved beside the weights, or None (exports made before it existed load without it)."
+def read_extras(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors saved beside the weights (`save_safe(extra=...)`: class means, the gate's classifier); exports
+    made before one existed load without it."""
     from safetensors import safe_open
 
     path = Path(path)
     wpath = (path if path.is_dir() else path.parent) / WEIGHTS
     if not wpath.is_file():
-        return None
+        return {}
     with safe_open(str(wpath), "pt") as f:
-        return f.get_tensor(key) if key in f.keys() else None
+        return {k: f.get_tensor(k) for k in f.keys() if k.startswith(EXTRA_PREFIX)}
 
 
 def export_meta(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -205,6 +207,7 @@ def export_meta(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any]) -> di
     layout = getattr(learn.dls, "layout", "pets")
     return dict(
         arch=cfg.arch,
+        head=cfg.head,
         task=cfg.task if layout == "pets" else layout,  # "folders"/"csv": labels from the user's own layout
         vocab=[str(v) for v in learn.dls.vocab],
         size=cfg.size,
@@ -215,20 +218,17 @@ def export_meta(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any]) -> di
     )
 
 
-def export(
-    learn: Learner, cfg: TrainConfig, metrics: dict[str, Any], ood: tuple[dict, torch.Tensor] | None = None
-) -> Path:
+def export(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any], fitted: Fitted | None = None) -> Path:
     """Write the pickle-free pair and (unless --no-pkl) `model.pkl`, each atomically.
 
-    `ood`: model.json's `ood` entry and the class means (`ood.calibrate`); older exports have neither.
+    `fitted` (`ood.fit`): model.json's `ood` and `verdict` entries and their tensors (class means, ImageNet's
+    classifier for the gate); older exports have neither.
     """
     out = Path(cfg.out)
     meta = export_meta(learn, cfg, metrics)
     extra = None
-    if ood is not None:
-        from .ood import MEANS_KEY
-
-        meta["ood"], extra = ood[0], {MEANS_KEY: ood[1]}
+    if fitted is not None:
+        meta["ood"], meta["verdict"], extra = fitted.ood, fitted.verdict, fitted.tensors
     learn.model.float()
     save_safe(learn.model, meta, out, extra)
     if cfg.pkl:

@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+from . import verdict
+from .prototypes import class_means, similarities
 
 # share of validation photos the threshold keeps in-distribution. 0.97, not 0.95: on held-out Pets photos 0.95 flagged
 # 5.8 % (cross-fitted), 0.97 flags 4.1 % and still all 21 real non-pet photos (benchmarks/ood.py, pets-dev, lite0)
@@ -87,15 +91,7 @@ def energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
 
 def mean_distance(pooled: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     "Cosine distance from each feature vector to the nearest class mean: 0 on a mean, up to 2 opposite."
-    sims = nn.functional.normalize(pooled.double(), dim=1) @ nn.functional.normalize(means.double(), dim=1).T
-    return 1 - sims.max(1).values
-
-
-def class_means(pooled: torch.Tensor, targets: torch.Tensor, n_classes: int) -> torch.Tensor:
-    "The mean unit-length feature vector of each class (zeros for a class with no photo, which then matches none)."
-    unit = nn.functional.normalize(pooled.double(), dim=1)
-    sums = torch.zeros(n_classes, unit.shape[1], dtype=torch.float64).index_add_(0, targets.long(), unit)
-    return (sums / torch.bincount(targets.long(), minlength=n_classes).clamp(min=1)[:, None]).float()
+    return 1 - similarities(pooled, means).max(1).values
 
 
 def score(logits: torch.Tensor, pooled: torch.Tensor, ood: dict[str, Any], means: torch.Tensor | None) -> torch.Tensor:
@@ -139,9 +135,47 @@ def calibrate(
     return entry, means
 
 
-def fit(learn: Any, keep: float = KEEP, method: str = "mean_distance") -> tuple[dict[str, Any], torch.Tensor]:
-    """`calibrate` for a fastai `Learner` at export time: its validation photos, and its training photos seen the
-    way validation photos are (centre crop, no augmentation) for the class means."""
-    valid = collect(learn.model, learn.dls.valid)
-    _, train_pooled, train_targets = collect(learn.model, learn.dls.test_dl(learn.dls.train.items, with_labels=True))
-    return calibrate(valid, train_pooled, train_targets, keep, method)
+def hard_views(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> list[torch.Tensor]:
+    """Everyday degradations of a normalised batch, for fitting the unknown threshold: the same photos at a third
+    of the resolution (upscaled back) and in grayscale."""
+    size = x.shape[-2:]
+    small = nn.functional.interpolate(x, scale_factor=1 / 3, mode="bilinear", antialias=True)
+    low_res = nn.functional.interpolate(small, size=size, mode="bilinear")
+    raw = x * std + mean
+    gray = (raw * torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    return [low_res, (gray.expand_as(raw) - mean) / std]
+
+
+@dataclass
+class Fitted:
+    "What the export keeps for calibration and the verdict: model.json's `ood` and `verdict` entries, and tensors."
+
+    ood: dict[str, Any]
+    verdict: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+
+def fit(learn: Any, keep: float = KEEP, method: str = "mean_distance") -> Fitted:
+    """Calibration and the verdict's gate for a fastai `Learner` at export time, from its validation photos (and
+    their `hard_views`), and its training photos seen the way validation photos are (centre crop, no
+    augmentation) for the class means. Cat/dog and Pets breed models whose backbone kept its ImageNet-1k classifier
+    get the `imagenet` gate, every other model the `features` gate (`verdict.py`)."""
+    from .model import norm_stats
+
+    model, dls = learn.model, learn.dls
+    valid = collect(model, dls.valid)
+    _, train_pooled, train_targets = collect(model, dls.test_dl(dls.train.items, with_labels=True))
+    entry, means = calibrate(valid, train_pooled, train_targets, keep, method)
+    tensors = {MEANS_KEY: means}
+    mean, std = (torch.tensor(v, device=dls.device).view(1, 3, 1, 1) for v in norm_stats(model))
+    views = ((v, y) for x, y in dls.valid for v in (x.as_subclass(torch.Tensor), *hard_views(x, mean, std)))
+    _, pooled, targets = collect(model, views)
+    clf = model[0].source_classifier
+    task = "breeds" if getattr(dls, "layout", "pets") == "pets" else None  # Pets names: cat and dog breeds
+    if clf is not None and verdict.is_pet_model([str(v) for v in dls.vocab], task):
+        tensors.update({verdict.IMAGENET_WEIGHT: clf[0], verdict.IMAGENET_BIAS: clf[1]})
+        scores = 1 - verdict.pet_probability(pooled, *clf)
+        rule = verdict.fit_gate(scores, targets.tolist(), "imagenet")
+    else:
+        rule = verdict.fit_gate(mean_distance(pooled, means), targets.tolist(), "features")
+    return Fitted(entry, rule, tensors)

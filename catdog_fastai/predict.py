@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import ood
-from .export import PKL, ExportError, load_safe, read_extra
+from . import ood, verdict
+from .export import PKL, ExportError, load_safe, read_extras
 from .images import IMAGE_EXTS, ImageError, ImageInput, center_crop_resize, open_image
 from .labels import breed_is_cat
 from .metrics import is_pets_vocab
@@ -34,10 +34,12 @@ log = logging.getLogger("catdog_fastai")
 class Prediction(list):
     """(label, probability) pairs, best first: a plain list, so it compares, indexes and unpacks as it always did.
 
-    It also carries the verdict on the whole photo:
-    - `unknown`: True when the photo looks like none of the model's classes (OOD score above the export's
-      threshold); None for exports made before OOD detection existed (no `ood` entry in model.json).
-    - `ood_score`: higher = less like the training photos (None with `unknown`).
+    It also carries the verdict on the whole photo (`verdict.py`):
+    - `verdict`: "known" (one class clearly), "unsure" (one of the classes, or for Pets breed models clearly a cat
+      or a dog, but no class clearly) or "unknown" (none of them: not a cat or a dog). Exports made before the
+      unsure answer existed give known or unknown only; those made before OOD detection, always known.
+    - `unknown`: `verdict == "unknown"`, kept for compatibility; None for exports without OOD detection.
+    - `ood_score`: higher = less like the model's classes (None with `unknown`).
     - `species`: for Pets breed models, `[('cat', p), ('dog', 1 - p)]` best first, p summed over that species'
       breeds (all of them, not only the top k); None for other models.
     """
@@ -48,13 +50,14 @@ class Prediction(list):
         unknown: bool | None = None,
         ood_score: float | None = None,
         species: list[tuple[str, float]] | None = None,
+        verdict: str = verdict.KNOWN,
     ):
         super().__init__(pairs)
-        self.unknown, self.ood_score, self.species = unknown, ood_score, species
+        self.unknown, self.ood_score, self.species, self.verdict = unknown, ood_score, species, verdict
 
     def __repr__(self) -> str:
-        verdict = f"unknown={self.unknown}, ood_score={self.ood_score}, species={self.species}"
-        return f"Prediction({list.__repr__(self)}, {verdict})"
+        v = f"verdict={self.verdict!r}, unknown={self.unknown}, ood_score={self.ood_score}, species={self.species}"
+        return f"Prediction({list.__repr__(self)}, {v})"
 
 
 class UnsafeModelError(ExportError):
@@ -66,9 +69,9 @@ class Predictor:
 
     Probabilities are the model's softmax unless `calibrated=True`, which divides the logits by the temperature
     fitted on the validation photos (`ood.calibrate`): the figures to show people. The `unknown` verdict and the
-    species are the same either way. With `tta` (the default) each photo is also seen as its mirror image and the
-    two softmaxes are averaged: +3 to +5 points of balanced breed accuracy for one more forward pass
-    (BENCHMARKS.md §1). `tta=False` gives exactly fastai's `learn.predict`.
+    species are the same either way; the verdict reads the calibrated figures. `tta=True` also looks at each photo's
+    mirror image and averages the two softmaxes: a second forward pass for +0.01 +/- 0.014 balanced breed accuracy
+    (BENCHMARKS.md §1), so it is off by default. Without it the probabilities are exactly fastai's `learn.predict`.
     """
 
     def __init__(
@@ -76,8 +79,8 @@ class Predictor:
         model: torch.nn.Module,
         meta: dict[str, Any],
         device: str | torch.device = "cpu",
-        class_means: torch.Tensor | None = None,
-        tta: bool = True,
+        extras: dict[str, torch.Tensor] | None = None,
+        tta: bool = False,
     ):
         # channels_last: faster convolutions on the CPU too (lite0: 1.3x per photo, 1.8x per batch; BENCHMARKS.md)
         self.model = model.eval().to(memory_format=torch.channels_last)
@@ -86,17 +89,22 @@ class Predictor:
         self.size = int(meta["size"])
         self._mean = torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
         self._std = torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
+        extras = {k: v.to(self.device) for k, v in (extras or {}).items()}
         self.ood: dict[str, Any] | None = meta.get("ood")
-        if self.ood and self.ood["score"] != "energy" and class_means is None:
-            log.warning("model.json has an OOD threshold but model.safetensors no class means: no unknown verdict")
-            self.ood = None
-        self._means = None if class_means is None else class_means.to(self.device)
         self.temperature = float(self.ood["temperature"]) if self.ood else 1.0
+        self._means = extras.get(ood.MEANS_KEY)
+        self._imagenet = (extras.get(verdict.IMAGENET_WEIGHT), extras.get(verdict.IMAGENET_BIAS))
+        self.rule = _verdict_rule(meta, self._means, self._imagenet)
         pets_breeds = meta.get("task") == "breeds" and is_pets_vocab(self.vocab)
         self._is_cat = torch.tensor([breed_is_cat(v) for v in self.vocab]) if pets_breeds else None
 
     def __repr__(self) -> str:
         return f"Predictor({self.meta['arch']}, task={self.meta.get('task')}, {len(self.vocab)} classes, {self.size}px)"
+
+    @property
+    def can_tell_unsure(self) -> bool:
+        "False for exports made before the unsure answer: their verdict is known or unknown only."
+        return self.rule is not None and self.rule.get("known_min_prob") is not None
 
     @property
     def has_species(self) -> bool:
@@ -112,13 +120,22 @@ class Predictor:
         "A uint8 (N, 3, size, size) batch from `preprocess` as the model's input: float, normalised, on its device."
         return (batch.to(self.device, non_blocking=True).float().div_(255) - self._mean) / self._std
 
+    def unknown_scores(self, logits: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor | None:
+        "Each photo's score for the unknown verdict (higher = less like the classes); None without a gate."
+        if self.rule is None:
+            return None
+        if self.rule["gate"] == "imagenet":
+            return 1 - verdict.pet_probability(pooled, *self._imagenet)
+        return ood.score(logits, pooled, self.ood, self._means)
+
     @torch.inference_mode()
     def outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        "Logits and OOD scores (None for exports without an `ood` entry) for a uint8 (N, 3, size, size) batch."
+        "Logits and unknown-scores (None for exports without a gate) for a uint8 (N, 3, size, size) batch."
         x = self.normalize(batch)
         n = len(x)
         logits, pooled = ood.forward(self.model, torch.cat([x, x.flip(-1)]) if self.tta else x)
-        scores = ood.score(logits[:n], pooled[:n], self.ood, self._means).cpu() if self.ood else None
+        scores = self.unknown_scores(logits[:n], pooled[:n])
+        scores = None if scores is None else scores.float().cpu()
         if self.tta:  # the log of the two views' mean softmax: softmax of it is that mean
             logits = torch.logsumexp(torch.stack([logits[:n], logits[n:]]).float().log_softmax(-1), 0) - math.log(2)
         return logits.float().cpu(), scores
@@ -140,16 +157,15 @@ class Predictor:
 
     def _results(self, batch: torch.Tensor, top_k: int | None, calibrated: bool) -> list[Prediction]:
         logits, scores = self.outputs(batch)
-        probs = (logits / (self.temperature if calibrated else 1.0)).softmax(dim=1)
-        return [
-            Prediction(
-                self._top(p, top_k),
-                unknown=None if scores is None else bool(scores[i] > self.ood["threshold"]),
-                ood_score=None if scores is None else float(scores[i]),
-                species=self._species(p),
-            )
-            for i, p in enumerate(probs)
-        ]
+        cal = (logits / self.temperature).softmax(dim=1)
+        probs = cal if calibrated else logits.softmax(dim=1)
+        out = []
+        for i, p in enumerate(probs):
+            score = None if scores is None else float(scores[i])
+            v = verdict.decide(float(cal[i].max()), score, self.rule)
+            unknown = None if score is None else v == verdict.UNKNOWN
+            out.append(Prediction(self._top(p, top_k), unknown, score, self._species(p), v))
+        return out
 
     def predict(self, x: ImageInput, top_k: int | None = 3, calibrated: bool = False) -> Prediction:
         "Labels with probabilities, best first (`top_k=None` for all classes), and the verdict (`Prediction`)."
@@ -185,17 +201,38 @@ class Predictor:
             return e
 
     def describe(self, p: Prediction) -> str:
-        "One line for people: the verdict, or the species then the labels (calibrated figures make sense here)."
-        labels = ", ".join(f"{lab} {q:.1%}" for lab, q in p)
-        if p.unknown:
-            return f"{self.unknown_text()} (closest: {labels})"
-        head = f"{p.species[0][0]} {p.species[0][1]:.1%}: " if p.species else ""
-        return head + labels
+        "The one line a person reads: the verdict, species first for Pets breed models (`verdict.describe`)."
+        return verdict.describe(p, self.is_pet_model)
 
     def unknown_text(self) -> str:
         "What the unknown verdict says for this model: cat or dog for Pets models, else its own classes."
-        pets = self.has_species or self.vocab == ["cat", "dog"]
-        return "This doesn't look like " + ("a cat or a dog" if pets else "any of this model's classes")
+        return verdict.unknown_text(self.is_pet_model)
+
+    @property
+    def is_pet_model(self) -> bool:
+        'Cat/dog and Pets breed models, whose unknown answer is "not a cat or a dog".'
+        return verdict.is_pet_model(self.vocab, self.meta.get("task"))
+
+
+def _verdict_rule(
+    meta: dict[str, Any], means: torch.Tensor | None, imagenet: tuple[torch.Tensor | None, torch.Tensor | None]
+) -> dict[str, Any] | None:
+    """model.json's `verdict` entry, or for exports made before it the `ood` entry's threshold (known or unknown
+    only); None, with a warning, where the tensors the gate needs are missing."""
+    rule = meta.get("verdict")
+    if rule is None and meta.get("ood"):
+        rule = dict(gate="features", threshold=meta["ood"]["threshold"], known_min_prob=None)
+        if meta["ood"]["score"] == "energy":
+            rule["gate"] = "energy"
+    if rule is None:
+        return None
+    needs = {"imagenet": None in imagenet, "features": means is None}.get(rule["gate"], False)
+    if needs:
+        log.warning(
+            "model.json has a %s gate but model.safetensors lacks its tensors: no unknown verdict", rule["gate"]
+        )
+        return None
+    return rule
 
 
 def _default_device() -> str:
@@ -209,11 +246,11 @@ def _from_pickle(path: Path, device: str, tta: bool) -> Predictor:
     meta = getattr(learn, "catdog_meta", None)
     if meta is None:
         raise ExportError(f"{path} is a fastai export without catdog_fastai metadata; use load_learner directly")
-    return Predictor(learn.model.to(device), meta, device, read_extra(path, ood.MEANS_KEY), tta)
+    return Predictor(learn.model.to(device), meta, device, read_extras(path), tta)
 
 
 def load_predictor(
-    path: str | os.PathLike = "models", trusted: bool = False, device: str | None = None, tta: bool = True
+    path: str | os.PathLike = "models", trusted: bool = False, device: str | None = None, tta: bool = False
 ) -> Predictor:
     """Load an export folder (or a file in it) for prediction.
 
@@ -234,7 +271,7 @@ def load_predictor(
     if not path.exists():
         raise ExportError(f"no model at {path}: train one with `catdog-train --out {path}`")
     model, meta = load_safe(path, device=device)
-    return Predictor(model, meta, device, read_extra(path, ood.MEANS_KEY), tta)
+    return Predictor(model, meta, device, read_extras(path), tta)
 
 
 def _expand(paths: Sequence[str]) -> list[Path]:
@@ -292,18 +329,32 @@ def main(argv: list[str] | None = None) -> int:
 def table(
     pred: Predictor, names: Sequence[str], results: Sequence[Prediction | Exception], top_k: int
 ) -> list[list[str]]:
-    """The one CSV schema of `catdog-predict --csv` and the app's batch tab, header first: path, unknown
-    (true/false, empty for exports without OOD detection), ood_score, for Pets breed models species and
-    species_prob, label1, prob1, ... (calibrated probabilities), and error (why a file could not be read)."""
+    """The one CSV schema of `catdog-predict --csv` and the app's batch tab, header first: path, verdict (known,
+    unsure, unknown), answer (`Predictor.describe`), unknown (true/false, empty for exports without OOD detection;
+    kept for compatibility), ood_score, for Pets breed models species and species_prob, label1, prob1, ...
+    (calibrated probabilities), and error (why a file could not be read)."""
     top_k = min(top_k, len(pred.vocab))
-    header = ["path", "unknown", "ood_score", *(["species", "species_prob"] if pred.has_species else [])]
+    header = [
+        "path",
+        "verdict",
+        "answer",
+        "unknown",
+        "ood_score",
+        *(["species", "species_prob"] if pred.has_species else []),
+    ]
     header += [c for i in range(1, top_k + 1) for c in (f"label{i}", f"prob{i}")] + ["error"]
     rows = [header]
     for name, r in zip(names, results):
         if not isinstance(r, Prediction):
             rows.append([name] + [""] * (len(header) - 2) + [str(getattr(r, "message", r))])
             continue
-        row = [name, "" if r.unknown is None else str(r.unknown).lower(), _num(r.ood_score)]
+        row = [
+            name,
+            r.verdict,
+            pred.describe(r),
+            "" if r.unknown is None else str(r.unknown).lower(),
+            _num(r.ood_score),
+        ]
         row += [r.species[0][0], _num(r.species[0][1])] if r.species else []
         row += [c for lab, q in r for c in (lab, _num(q))]
         rows.append(row + [""] * (len(header) - len(row) - 1) + [""])

@@ -24,25 +24,34 @@ def files(tmp_path_factory):
 
 
 def test_predict_endpoint_serves_the_models_prediction(client, breeds_model):
-    "A breed model answers cat or dog first (the label), then its breeds with calibrated probabilities."
+    "The label is the answer in words, cat or dog first for a breed model; then its breeds, calibrated."
     res = client.predict(handle_file(str(PHOTO)), api_name="/predict")
     pred = load_predictor(breeds_model)
     want = pred.predict(PHOTO, top_k=3, calibrated=True)
-    assert res["label"] == (pred.unknown_text() if want.unknown else want.species[0][0])
+    assert res["label"] == pred.describe(want)
+    if want.verdict != "unknown":
+        assert res["label"].startswith(want.species[0][0] + " — ")
     got = [(c["label"], c["confidence"]) for c in res["confidences"]]
     assert [lab for lab, _ in got] == [lab for lab, _ in want]
     assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(got, want))
 
 
-def test_predict_endpoint_says_when_a_photo_is_none_of_the_classes(breeds_model, tmp_path):
-    "With a threshold every photo exceeds, the endpoint's label is the verdict, and the breeds are still listed."
+@pytest.mark.parametrize(
+    "change, start",
+    [
+        (dict(threshold=-1.0), "This doesn't look like a cat or a dog (closest: "),  # every photo exceeds it
+        (dict(threshold=10.0, known_min_prob=1.01), ""),  # no photo reaches the bar: unsure
+    ],
+)
+def test_predict_endpoint_says_unknown_and_unsure(breeds_model, tmp_path, change, start):
+    "The endpoint's label is the verdict in words, and the classes are still listed."
     import json
     import shutil
 
     model = tmp_path / "strict"
     shutil.copytree(breeds_model, model)
     meta = json.loads((model / "model.json").read_text())
-    meta["ood"]["threshold"] = -1.0
+    meta["verdict"].update(change)
     (model / "model.json").write_text(json.dumps(meta))
     proc, url = start_app(model, tmp_path / "app.log")
     try:
@@ -50,7 +59,9 @@ def test_predict_endpoint_says_when_a_photo_is_none_of_the_classes(breeds_model,
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    assert res["label"] == "This doesn't look like a cat or a dog"
+    assert res["label"].startswith(start)
+    if "known_min_prob" in change:
+        assert res["label"].split(" — ")[1].startswith("breed unsure (closest: ")
     assert len(res["confidences"]) == 3 and all(c["label"] in meta["vocab"] for c in res["confidences"])
 
 
@@ -145,7 +156,8 @@ def test_app_import_makes_no_network_call(no_network, monkeypatch, tmp_path):
     assert mod.demo is not None
 
 
-def test_model_card_shows_balanced_accuracy_beside_plain(breeds_model, monkeypatch, tmp_path):
+def test_model_card_tab_shows_the_exports_card(breeds_model, monkeypatch, tmp_path):
+    "The app's model card is the README.md beside the export, less its YAML: figures, every class, the answers."
     import importlib.util
     import sys
 
@@ -156,8 +168,9 @@ def test_model_card_shows_balanced_accuracy_beside_plain(breeds_model, monkeypat
     spec.loader.exec_module(mod)
     pred = load_predictor(breeds_model)
     m = pred.meta["metrics"]
-    card = mod.model_card(pred)
-    assert f"Validation accuracy:** {m['valid_accuracy']:.1%}" in card
-    assert f"balanced (every class weighs the same): {m['valid_balanced_accuracy']:.1%}" in card
-    assert f"every breed weighing the same: {m['valid_catdog_balanced_accuracy']:.1%}" in card
-    assert "37 classes have fewer than 5 validation photos" in card
+    card = mod.model_card(breeds_model)
+    assert (breeds_model / "README.md").read_text().endswith(card) and not card.startswith("---")
+    assert f"accuracy **{m['valid_accuracy']:.4f}**" in card
+    assert f"balanced accuracy **{m['valid_balanced_accuracy']:.4f}**" in card
+    assert all(v in card for v in pred.vocab)
+    assert pred.unknown_text() in card

@@ -114,10 +114,12 @@ def test_verdict_follows_the_threshold(breeds_model):
     pred = load_predictor(breeds_model)
     photo = NOT_PETS / "rocket.jpg"
     score = pred.predict(photo).ood_score
-    pred.ood = {**pred.ood, "threshold": score - 1e-6}
-    assert pred.predict(photo).unknown is True
-    pred.ood = {**pred.ood, "threshold": score + 1e-6}
-    assert pred.predict(photo).unknown is False
+    pred.rule = {**pred.rule, "threshold": score - 1e-6}
+    r = pred.predict(photo)
+    assert r.unknown is True and r.verdict == "unknown"
+    pred.rule = {**pred.rule, "threshold": score + 1e-6}
+    r = pred.predict(photo)
+    assert r.unknown is False and r.verdict in ("known", "unsure")
 
 
 def test_not_pets_fixture_is_real_and_small():
@@ -133,7 +135,7 @@ def old_export(breeds_model, tmp_path):
     out = tmp_path / "old"
     shutil.copytree(breeds_model, out)
     meta = json.loads((out / "model.json").read_text())
-    del meta["ood"]
+    del meta["ood"], meta["verdict"]
     sd = {k: v for k, v in load_file(str(out / "model.safetensors")).items() if not k.startswith("ood.")}
     save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
     meta.pop("weights_sha256")

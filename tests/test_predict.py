@@ -171,11 +171,26 @@ def test_predict_cli_folder_to_csv(breeds_model, tmp_path, files, capsys):
     assert rc == 0
     assert "broken.jpg: skipped" in captured.err and "1 of 6 files could not be read" in captured.err
     rows = list(csv.DictReader(out.open()))
-    cols = ["path", "unknown", "ood_score", "species", "species_prob", "label1", "prob1", "label2", "prob2", "error"]
+    cols = [
+        "path",
+        "verdict",
+        "answer",
+        "unknown",
+        "ood_score",
+        "species",
+        "species_prob",
+        "label1",
+        "prob1",
+        "label2",
+        "prob2",
+        "error",
+    ]
     assert len(rows) == 6 and list(rows[0]) == cols
     ok = [r for r in rows if not r["error"]]
     assert len(ok) == 5 and all(float(r["prob1"]) >= float(r["prob2"]) for r in ok)
     assert all(r["unknown"] in ("true", "false") and float(r["ood_score"]) >= 0 for r in ok)
+    assert all(r["verdict"] in ("known", "unsure", "unknown") for r in ok)
+    assert all((r["verdict"] == "unknown") == (r["unknown"] == "true") for r in ok)
     assert all(r["species"] in ("cat", "dog") and float(r["species_prob"]) >= 0.5 for r in ok)
     (bad,) = [r for r in rows if r["error"]]
     assert bad["path"].endswith("broken.jpg") and bad["unknown"] == "" and bad["label1"] == ""
@@ -183,6 +198,7 @@ def test_predict_cli_folder_to_csv(breeds_model, tmp_path, files, capsys):
     (row,) = [r for r in ok if r["path"] == str(PHOTO)]
     assert row["label1"] == p[0][0] and abs(float(row["prob1"]) - p[0][1]) < 1e-5
     assert row["unknown"] == str(p.unknown).lower() and abs(float(row["ood_score"]) - p.ood_score) < 1e-5
+    assert row["verdict"] == p.verdict and row["answer"] == load_predictor(breeds_model).describe(p)
 
 
 def test_predict_cli_predicts_in_batches(breeds_model, monkeypatch, capsys):
@@ -227,8 +243,8 @@ def test_predict_cli_empty_folder(breeds_model, tmp_path, capsys):
 
 
 def test_tta_averages_the_photo_and_its_mirror_image(breeds_model):
-    one_view = load_predictor(breeds_model, tta=False)
-    tta = load_predictor(breeds_model)  # the default
+    one_view = load_predictor(breeds_model)  # the default: one view
+    tta = load_predictor(breeds_model, tta=True)
     x = torch.stack([one_view.preprocess(f) for f in (PHOTO, PETS / "pug_16.jpg")])
     expected = (one_view.probs(x) + one_view.probs(x.flip(-1))) / 2
     assert torch.allclose(tta.probs(x), expected, atol=1e-5)

@@ -1,0 +1,123 @@
+"""Three honest answers, decided in one place: known ("dog — beagle 91 %"), unsure ("dog — breed unsure") and
+unknown ("This doesn't look like a cat or a dog").
+
+`decide` turns one photo's scores into a verdict and `describe` turns a prediction into the sentence a person
+reads; the CLI line, the CSV, the app and its `/predict` endpoint all use these two.
+
+Is it one of the model's classes at all? Two gates, fitted at export (`fit_gate`) and kept in model.json's
+`verdict` entry:
+- `imagenet`, for cat/dog and Pets breed models whose backbone was pretrained on ImageNet-1k: ImageNet's own
+  classifier (kept from the pretrained weights, in model.safetensors) applied to the photo's pooled features, and
+  the probability it puts on its 118 dog and 5 domestic-cat classes. ImageNet taught it what cats and dogs look
+  like from 1.3 M photos, and what a giraffe, a lion or a car looks like too, so a photo of a breed that is not one
+  of the 37 is still a dog, and a swan is not.
+- `features`, for models of your own classes: the cosine distance of the pooled features to the nearest class
+  mean (`ood.mean_distance`).
+The threshold is the point that keeps `KEEP` of the validation photos, every class weighing the same, counting
+each photo once as it is and once at low resolution and once in grayscale: a small or colourless photo of a real
+pet is an everyday photo, not a strange one.
+
+Is it clearly one class? Known when the top class's calibrated probability is at least `known_min_prob`;
+otherwise unsure, with the closest classes named.
+
+Torch only: the serving path imports this module without fastai.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+KNOWN, UNSURE, UNKNOWN = "known", "unsure", "unknown"
+VERDICTS = (KNOWN, UNSURE, UNKNOWN)
+KEEP = 0.98  # share of validation photos (and their degraded views) the unknown threshold keeps, classes equal
+KNOWN_MIN_PROB = 0.5  # a class is "known" when it holds at least half of the calibrated probability
+IMAGENET_WEIGHT, IMAGENET_BIAS = "ood.imagenet.weight", "ood.imagenet.bias"  # tensors in model.safetensors
+DOG_CLASSES = range(151, 269)  # ImageNet-1k: Chihuahua .. Mexican hairless
+CAT_CLASSES = range(281, 286)  # ImageNet-1k: tabby, tiger cat, Persian, Siamese, Egyptian cat
+PET_CLASSES = torch.tensor([*DOG_CLASSES, *CAT_CLASSES])
+
+
+def is_pet_model(vocab: Sequence[str], task: str | None) -> bool:
+    """Models of cats and dogs, whose unknown answer is "not a cat or a dog": Pets tasks (labels from Pets file
+    names: catdog, breeds), and any model whose classes are exactly cat and dog."""
+    return task in ("catdog", "breeds") or list(vocab) == ["cat", "dog"]
+
+
+def pet_probability(pooled: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The probability ImageNet's classifier gives to "a dog or a domestic cat" for each row of pooled features.
+
+    A fastai head's input is concat-pooled ([max, average]); ImageNet's classifier reads the average, its last
+    half."""
+    x = pooled[:, -weight.shape[1] :].to(weight)
+    log_p = nn.functional.log_softmax(x @ weight.T + bias, dim=1)
+    return log_p[:, PET_CLASSES.to(log_p.device)].logsumexp(1).exp()
+
+
+def balanced_quantile(scores: torch.Tensor, groups: Sequence[int], q: float) -> float:
+    """The `q` quantile of `scores` with every group (class) weighing the same, however many photos it has:
+    a class of 4 validation photos moves the threshold as much as a class of 40."""
+    s = scores.double()
+    g = torch.as_tensor(list(groups), dtype=torch.long)
+    counts = torch.bincount(g).double()
+    w = 1 / counts[g]
+    order = s.argsort()
+    cum = w[order].cumsum(0) / w.sum()
+    i = int(torch.searchsorted(cum, torch.tensor(q, dtype=cum.dtype)).clamp(max=len(s) - 1))
+    return float(s[order][i])
+
+
+def fit_gate(scores: torch.Tensor, targets: Sequence[int], gate: str, keep: float = KEEP) -> dict[str, Any]:
+    """model.json's `verdict` entry from the validation photos' unknown-scores (higher = less like the classes;
+    rows may repeat photos as degraded views, with their targets repeated)."""
+    return dict(
+        gate=gate,
+        threshold=balanced_quantile(scores, targets, keep),
+        keep=keep,
+        known_min_prob=KNOWN_MIN_PROB,
+        n_valid=len(targets),
+    )
+
+
+def decide(top_prob: float, unknown_score: float | None, rule: dict[str, Any] | None) -> str:
+    """known, unsure or unknown for one photo: its top class's calibrated probability and its unknown-score
+    against the export's `verdict` entry (`rule`). With no score (an export without a gate) nothing is unknown."""
+    if rule is None or unknown_score is None:
+        return KNOWN
+    if unknown_score > rule["threshold"]:
+        return UNKNOWN
+    least = rule.get("known_min_prob")  # None: an export from before the unsure answer, which cannot tell it
+    return KNOWN if least is None or top_prob >= least else UNSURE
+
+
+def unknown_text(pets: bool) -> str:
+    "What the unknown verdict says: cat or dog for Pets models, else the model's own classes."
+    return "This doesn't look like " + ("a cat or a dog" if pets else "any of this model's classes")
+
+
+def _pct(q: float) -> str:
+    return f"{q:.0%}"
+
+
+def describe(p: Any, pets: bool, top: int = 2) -> str:
+    """The one line a person reads for a `Prediction` `p`: its verdict, species first for Pets breed models.
+
+    - known: "dog — beagle 91%" (breeds), "cat 97%" (cat/dog), "grizzly 91%" (your classes);
+    - unsure: "dog — breed unsure (closest: beagle 41%, basset_hound 30%)", "unsure between grizzly and black
+      (grizzly 48%, black 40%)";
+    - unknown: "This doesn't look like a cat or a dog (closest: ...)".
+    """
+    closest = ", ".join(f"{lab} {_pct(q)}" for lab, q in list(p)[:top])
+    if p.verdict == UNKNOWN:
+        return f"{unknown_text(pets)} (closest: {closest})"
+    if p.species:
+        species = p.species[0][0]
+        if p.verdict == UNSURE:
+            return f"{species} — breed unsure (closest: {closest})"
+        return f"{species} — {p[0][0]} {_pct(p[0][1])}"
+    if p.verdict == UNSURE and len(p) > 1:
+        return f"unsure between {p[0][0]} and {p[1][0]} ({closest})"
+    return f"{p[0][0]} {_pct(p[0][1])}"
