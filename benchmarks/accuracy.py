@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 from recipes import ARCH, run, variant
+from views import ACCURACY_VIEWS, DEGRADATIONS
 
 from catdog_fastai import benchmark as bench
 from catdog_fastai.data import find_images
@@ -70,14 +71,64 @@ def score_probs(files: list[str], vocab: list[str], probs: torch.Tensor, task: s
 
 
 def score_run(r: dict) -> dict[str, dict[str, float]]:
-    "Scores of a run as trained and of its post-hoc variants."
+    """Scores of a run as trained, of its post-hoc variants and, for catdog_fastai's recipes, of its degraded
+    views (`name@view`) and WiSE-FT mixes (`name~wise0.5`)."""
     prior = torch.tensor(r["counts"], dtype=torch.float32).clamp_min(1)
     prior = prior / prior.sum()
     variants = {"": r["probs"], "+tta": (r["probs"] + r["probs_flip"]) / 2}
     for name in list(variants):
         adj = variants[name] / prior
         variants[name + "+posthoc_la"] = adj / adj.sum(1, keepdim=True)
+    for view, p in r.get("views", {}).items():
+        if view.split("~")[0] in (*ACCURACY_VIEWS, "clean") and view != "clean":
+            name = view.split("~")[1] if "~" in view else ""
+            variants[("~" + name if name else "") + ("" if view.startswith("clean") else "@" + view.split("~")[0])] = p
     return {r["recipe"] + v: score_probs(r["files"], r["vocab"], p, r["task"]) for v, p in variants.items()}
+
+
+def auroc(inside: list[float], outside: list[float]) -> float:
+    "P(an outside photo scores higher than an inside one), ties counting half."
+    if not inside or not outside:
+        return float("nan")
+    pairs = [(o > i) + 0.5 * (o == i) for o in outside for i in inside]
+    return sum(pairs) / len(pairs)
+
+
+def verdict_stats(r: dict) -> dict[str, float]:
+    """The three answers on this fold: the share of held-out photos called unknown (and unsure), every breed
+    weighing the same, as they are and on each degraded view; species accuracy on the photos not called unknown;
+    the share of each `--ood-photos` category called unknown (cats_dogs: not called unknown); and AUROC of the
+    unknown-score between held-out photos and other photos."""
+    groups = [breed(f) for f in r["files"]]
+    out: dict[str, float] = {}
+
+    def balanced_share(flags: list[bool]) -> float:
+        by = {}
+        for g, f in zip(groups, flags):
+            by.setdefault(g, []).append(f)
+        return statistics.mean(statistics.mean(v) for v in by.values())
+
+    for view, vs in r["verdicts"].items():
+        out[f"unknown_bal@{view}"] = balanced_share([v == "unknown" for v, _ in vs])
+        out[f"unsure_bal@{view}"] = balanced_share([v == "unsure" for v, _ in vs])
+    degraded = [k for k in DEGRADATIONS if f"unknown_bal@{k}" in out]
+    out["unknown_bal@degraded_mean"] = statistics.mean(out[f"unknown_bal@{k}"] for k in degraded) if degraded else 0
+    if r["task"] == "breeds":
+        cat = torch.tensor([breed_is_cat(v) for v in r["vocab"]])
+        p = r["views"]["clean"]
+        said = ["cat" if c else "dog" for c in (p[:, cat].sum(1) > p[:, ~cat].sum(1)).tolist()]
+        kept = [i for i, (v, _) in enumerate(r["verdicts"]["clean"]) if v != "unknown"]
+        truth = ["cat" if breed_is_cat(groups[i]) else "dog" for i in kept]
+        out["species_acc_not_unknown"] = sum(said[i] == t for i, t in zip(kept, truth)) / max(1, len(kept))
+    inside = [s for _, s in r["verdicts"]["clean"] if s is not None]
+    for cat_name, vs in r["ood"].items():
+        if cat_name == "cats_dogs":
+            out["cats_dogs_not_unknown"] = statistics.mean(v != "unknown" for v, _, _ in vs) if vs else float("nan")
+        else:
+            out[f"flagged@{cat_name}"] = statistics.mean(v == "unknown" for v, _, _ in vs) if vs else float("nan")
+    others = [s for c, vs in r["ood"].items() if c in ("animals", "other") for _, s, _ in vs if s is not None]
+    out["auroc_pets_vs_animals_other"] = auroc(inside, others)
+    return out
 
 
 def epoch_rule(r: dict) -> dict | None:
@@ -123,6 +174,21 @@ def summarise(rows: list[dict], baseline: str) -> list[str]:
     return lines
 
 
+def summarise_verdicts(log: list[dict]) -> list[str]:
+    "One line per recipe and figure of `verdict_stats`: mean +/- SE over folds x seeds."
+    lines = []
+    for recipe in dict.fromkeys(v["recipe"] for v in log):
+        vs = [v for v in log if v["recipe"] == recipe]
+        for k in vs[0]:
+            if k in ("recipe", "fold", "seed"):
+                continue
+            xs = [v[k] for v in vs if v.get(k) == v.get(k)]
+            if xs:
+                m, se = mean_se(xs)
+                lines.append(f"{recipe:16} {k:34} {m:.3f} +/- {se:.3f}  (n {len(xs)})")
+    return lines
+
+
 def main() -> None:
     ap = bench.parser(__doc__, "accuracy-cv-<task>")
     ap.add_argument("--data", default="../shared/data/pets-dev/images")
@@ -141,13 +207,26 @@ def main() -> None:
     )
     ap.add_argument("--baseline", default="course", help="recipe the paired differences are taken against")
     ap.add_argument("--workers", type=int, default=-1, help="DataLoader workers for every recipe (-1: auto)")
+    ap.add_argument(
+        "--ood-photos",
+        help="a folder of photos that are not Pets photos, one subfolder per category (animals, other, drawings, "
+        "big_cats, cats_dogs: benchmarks/photos.py makes it); each catdog_fastai run's verdicts on them are scored",
+    )
     ap.add_argument("--append", action="store_true", help="add to the runs already in --json (same folds and seeds)")
     args = ap.parse_args()
     import recipes
 
     recipes.WORKERS = args.workers
+    if args.ood_photos:
+        from catdog_fastai.images import IMAGE_EXTS
+
+        recipes.OOD_PHOTOS = {
+            d.name: sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+            for d in sorted(Path(args.ood_photos).iterdir())
+            if d.is_dir()
+        }
     for name in args.recipes:
-        if name.startswith("ours"):
+        if name.startswith("ours") or name == "prototype":
             variant(name, args.epochs)  # fail now on a misspelt variant, not after an hour of training
     warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.WARNING)
@@ -157,6 +236,7 @@ def main() -> None:
     old = json.loads(out.read_text())["results"] if args.append and out.is_file() else dict(runs=[], epochs=[])
     rows: list[dict] = old["runs"]
     epochs_log: list[dict] = old["epochs"]
+    verdicts_log: list[dict] = old.get("verdicts", [])
     with tempfile.TemporaryDirectory() as tmp:
         folds = make_folds(Path(args.data), Path(tmp) / "folds", args.folds, seed=1234)
         run_folds = args.run_folds if args.run_folds is not None else list(range(args.folds))
@@ -168,21 +248,31 @@ def main() -> None:
         for seed in args.seeds:
             for f in run_folds:
                 for recipe in args.recipes:
+                    if recipe == "prototype" and seed != args.seeds[0]:  # no training, no randomness: same figures
+                        first = [x for x in rows + verdicts_log if x["recipe"] == recipe and x["seed"] == args.seeds[0]]
+                        done = [dict(x, seed=seed) for x in first]
+                        rows += [x for x in done if x["fold"] == f and "name" in x]
+                        verdicts_log += [x for x in done if x["fold"] == f and "name" not in x]
+                        continue
                     t0 = bench.timestamp(sync=True)
                     r = run(recipe, folds[f], args, seed, args.task, Path(tmp) / f"f{f}")
                     for name, sc in score_run(r).items():
                         rows.append(dict(name=name, recipe=recipe, fold=f, seed=seed, img_s=r["img_s"], **sc))
+                    if "verdicts" in r:
+                        verdicts_log.append(dict(recipe=recipe, fold=f, seed=seed, **verdict_stats(r)))
                     rule = epoch_rule(r)
                     if rule:
                         epochs_log.append(dict(recipe=recipe, fold=f, seed=seed, **rule))
-                    s = rows[-4]  # as trained (the 3 after it are its post-hoc variants)
+                    s = next(x for x in rows if x["name"] == recipe and x["fold"] == f and x["seed"] == seed)
                     print(
                         f"seed {seed} fold {f} {recipe:12}: breeds_bal {s.get('breeds_bal', float('nan')):.3f} "
                         f"catdog_bal {s['catdog_bal']:.3f}  train {r['img_s']:.1f} img/s  "
                         f"({(bench.timestamp(sync=True) - t0) / 60:.1f} min)",
                         flush=True,
                     )
-                    out = bench.save(name, dict(runs=rows, epochs=epochs_log), vars(args) | dict(json=out), m)
+                    out = bench.save(
+                        name, dict(runs=rows, epochs=epochs_log, verdicts=verdicts_log), vars(args) | dict(json=out), m
+                    )
     print(f"\nmean +/- standard error over folds x seeds ({bench.describe(m)})")
     print("\n".join(summarise(rows, args.baseline)))
     if epochs_log:
@@ -193,6 +283,9 @@ def main() -> None:
             f"the last: mean {statistics.mean(gap):+.3f}, max {max(gap):+.3f}; best epoch = last in "
             f"{sum(e['best_epoch'] == e['epochs'] for e in epochs_log)} runs; McNemar p < 0.05 in {told} runs"
         )
+    if verdicts_log:
+        print("\nthe three answers (mean +/- SE over folds x seeds; shares of held-out photos, every breed the same):")
+        print("\n".join(summarise_verdicts(verdicts_log)))
     print(f"results: {out}")
 
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import torch
+from views import ACCURACY_VIEWS, DEGRADATIONS
 
 from catdog_fastai import benchmark as bench
 from catdog_fastai.labels import label_func
@@ -138,8 +139,21 @@ def variant(name: str, epochs: int) -> tuple[dict, list, list]:
     def sync_loss():  # the recorder's loss copied to the CPU every batch, as fastai does
         return mock.patch.multiple(callbacks.LossOnDevice, before_fit=lambda self: None, after_fit=lambda self: None)
 
+    class KeepStart(Callback):
+        "Keeps the weights training starts from (the imprinted head), for scoring WiSE-FT's mixing weight post hoc."
+
+        def before_fit(self):
+            if not hasattr(self, "start"):
+                self.start = {k: v.detach().cpu().clone() for k, v in self.learn.model.state_dict().items()}
+
     return {
         "ours": ({}, [], []),
+        "prototype": (dict(epochs=0, freeze_epochs=0), [], []),  # no training: the nearest class mean, served
+        "ours-041": (dict(head="fastai", freeze_bn=False, wise=1.0), [], []),  # 0.4.1's default recipe
+        "ours+sweep": (dict(wise=1.0), [KeepStart()], []),  # fine-tuned weights, scored at every WiSE-FT mix
+        "ours+wise0.5": (dict(wise=0.5), [], []),
+        "ours-freezebn": (dict(freeze_bn=False), [], []),
+        "ours+fastaihead": (dict(head="fastai"), [], []),
         "ours-la": (dict(logit_adjust=0.0), [], []),  # plain cross-entropy instead of the logit-adjusted loss
         "ours+best": (dict(export_epoch="best"), [], []),
         "ours+balanced": (dict(sampling="balanced"), [], []),  # every class equally often (prior then uniform)
@@ -176,10 +190,12 @@ def _valid_probs(model_probs, xs: torch.Tensor, bs: int = 64) -> tuple[torch.Ten
     return p.float().cpu(), p_flip.float().cpu()
 
 
-def _result(vocab, files, counts, probs, img_s, t0, history=None, hits=None) -> dict:
+def _result(vocab, files, counts, probs, img_s, t0, history=None, hits=None, **more) -> dict:
     """What every recipe returns: validation files, the vocab, training photos per class, probabilities (plain and
-    mirrored) and training speed (unfrozen epochs)."""
+    mirrored) and training speed (unfrozen epochs); catdog_fastai's recipes add `views` (probabilities of degraded
+    copies), `verdicts` and `ood` (`score_export`)."""
     return dict(
+        **more,
         vocab=[str(v) for v in vocab],
         files=[str(f) for f in files],
         counts=list(counts),
@@ -221,15 +237,61 @@ def run_ours(data: Path, weights: str, epochs: int, seed: int, out: Path, task: 
     img_s = sum(unfrozen) / len(unfrozen) if unfrozen else float("nan")
     if not score:
         return _result([], [], [], (None, None), img_s, t0)
-    pred = load_predictor(out, tta=False)  # both views are scored, as every recipe's
+    pred = load_predictor(out)
     files = sorted(find_images(data / "valid")[0])
     train_files = find_images(data / "train")[0]
     label = label_func(task)
     counts = [sum(label(f) == v for f in train_files) for v in pred.vocab]
-    x = torch.stack([pred.preprocess(f) for f in files])
+    scored = score_export(pred, files, OOD_PHOTOS)
+    starts = [cb.start for cb in cbs if hasattr(cb, "start")]
+    if starts:  # ours+sweep: the same training, exported at every WiSE-FT mixing weight
+        from catdog_fastai.model import wise_ft
+
+        tuned = {k: v.clone() for k, v in pred.model.state_dict().items()}
+        for alpha in (0.0, 0.25, 0.5, 0.75):
+            pred.model.load_state_dict(tuned)
+            wise_ft(pred.model, starts[0], alpha)
+            views = score_export(pred, files, {}, ("clean", *ACCURACY_VIEWS))["views"]
+            scored["views"].update({f"{k}~wise{alpha}": v for k, v in views.items()})
+    views = scored["views"]
     return _result(
-        pred.vocab, files, counts, _valid_probs(pred.probs, x), img_s, t0, summary["history"], summary["valid_hits"]
+        pred.vocab,
+        files,
+        counts,
+        (views["clean"], views["flip"]),
+        img_s,
+        t0,
+        summary["history"],
+        summary["valid_hits"],
+        **scored,
     )
+
+
+OOD_PHOTOS: dict[str, list[Path]] = {}  # --ood-photos: category -> photos that are not Pets photos
+
+
+def score_export(pred, files: list[Path], ood_photos: dict[str, list[Path]], view_names=None) -> dict:
+    """An export as served (`load_predictor`) on the held-out photos, their mirror images and their degraded
+    copies (`views.DEGRADATIONS`): probabilities per view; the verdict and its score per view; and on
+    `ood_photos`, by category, the verdict and score of each."""
+    from PIL import ImageOps
+
+    from catdog_fastai.images import open_image
+
+    imgs = [open_image(f) for f in files]
+    fns = {"clean": lambda i: i, "flip": ImageOps.mirror, **DEGRADATIONS}
+    views, verdicts = {}, {}
+    for name in view_names or fns:
+        preds = pred.predict_batch([fns[name](i) for i in imgs], top_k=None)
+        views[name] = torch.tensor([[dict(p)[v] for v in pred.vocab] for p in preds])
+        verdicts[name] = [(p.verdict, p.ood_score) for p in preds]
+    ood = {
+        cat: [
+            (p.verdict, p.ood_score, p.species[0][0] if p.species else p[0][0]) for p in pred.predict_batch(fs, top_k=1)
+        ]
+        for cat, fs in ood_photos.items()
+    }
+    return dict(views=views, verdicts=verdicts, ood=ood)
 
 
 def run_course(data: Path, weights: str, epochs: int, seed: int, task: str, score: bool) -> dict:
@@ -356,7 +418,7 @@ def run_timm(data: Path, weights: str, epochs: int, seed: int, task: str, score:
 def run(recipe: str, data: Path, args: argparse.Namespace, seed: int, task: str, tmp: Path, score: bool = True):
     "One recipe, one seed, one task on DATA/train (validated on DATA/valid); adds the wall-clock minutes."
     t = bench.timestamp(sync=True)
-    if recipe.startswith("ours"):
+    if recipe.startswith("ours") or recipe == "prototype":
         out = tmp / f"{recipe}-{task}-{seed}"
         r = run_ours(data, args.weights, args.epochs, seed, out, task, recipe, score)
     elif recipe == "course":
