@@ -248,6 +248,8 @@ def main() -> None:
         for seed in args.seeds:
             for f in run_folds:
                 for recipe in args.recipes:
+                    if any(x["recipe"] == recipe and x["fold"] == f and x["seed"] == seed for x in rows):
+                        continue  # --append: already in the results
                     if recipe == "prototype" and seed != args.seeds[0]:  # no training, no randomness: same figures
                         first = [x for x in rows + verdicts_log if x["recipe"] == recipe and x["seed"] == args.seeds[0]]
                         done = [dict(x, seed=seed) for x in first]

@@ -11,11 +11,15 @@ from collections.abc import Callable
 
 from PIL import Image, ImageFilter
 
+from catdog_fastai.images import MIN_SIDE
+
 
 def long_side(px: int) -> Callable[[Image.Image], Image.Image]:
+    "Shrink so the long side is `px`, the short side kept at 32 px or more (smaller is refused as no photo at all)."
+
     def shrink(img: Image.Image) -> Image.Image:
-        scale = px / max(img.size)
-        return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BICUBIC)
+        scale = max(px / max(img.size), MIN_SIDE / min(img.size))
+        return img.resize((round(img.width * scale), round(img.height * scale)), Image.BICUBIC)
 
     return shrink
 

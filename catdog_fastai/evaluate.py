@@ -35,10 +35,12 @@ def report(
     top_k: int = 9,
     calibration: dict[str, Any] | None = None,
     baseline: dict[str, Any] | None = None,
+    verdict: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate `learn` on its validation set; write report.json and the two PNGs to `out`; print a summary.
 
     `calibration`: the export's `ood` entry (`ood.fit`), whose temperature and ECE before/after join the report.
+    `verdict`: the export's `verdict` entry (`ood.fit`), summarised in one line.
     `baseline`: the training-free nearest-class-mean classifier's `label_scores` on the same validation photos
     (`train.start_from_pretrained`), set beside the fine-tuned figures.
     """
@@ -74,8 +76,9 @@ def report(
     if baseline is not None:
         summary.update(baseline_accuracy=baseline["accuracy"], baseline_balanced_accuracy=baseline["balanced_accuracy"])
     if calibration is not None:
-        keys = ("temperature", "ece_before", "ece_after", "score", "threshold", "keep")
-        summary["calibration"] = {k: calibration[k] for k in keys}
+        summary["calibration"] = {k: calibration[k] for k in ("temperature", "ece_before", "ece_after")}
+    if verdict is not None:
+        summary["verdict"] = {k: verdict[k] for k in ("gate", "threshold", "keep", "known_min_prob")}
     few = few_photo_classes(s["n_per_class"])
     summary.update(
         n_few_valid_classes=len(few),
@@ -113,8 +116,15 @@ def _summary_lines(summary: dict[str, Any], most: list, out: Path) -> list[str]:
     if cal:
         lines.append(
             f"calibration: expected calibration error {cal['ece_before']:.4f} -> {cal['ece_after']:.4f} with "
-            f"temperature {cal['temperature']:.3f}; 'unknown' above {cal['score']} {cal['threshold']:.4f} "
-            f"(keeps {cal['keep']:.0%} of the validation photos)"
+            f"temperature {cal['temperature']:.3f}"
+        )
+    rule = summary.get("verdict")
+    if rule:
+        gate = {"imagenet": "ImageNet's own classifier's cat and dog classes", "features": "the class means"}
+        lines.append(
+            f"answers: unknown by {gate.get(rule['gate'], rule['gate'])} (threshold {rule['threshold']:.4f}, which "
+            f"{rule['keep']:.0%} of the validation photos and their low-resolution and grayscale views pass, every "
+            f"class the same); unsure when no class reaches {rule['known_min_prob']:.0%}"
         )
     per_class, counts, few = summary["per_class"], summary["n_valid_per_class"], summary["few_valid_classes"]
     if few:

@@ -1,18 +1,15 @@
-"""Is the photo one of the model's classes at all? Temperature scaling and an out-of-distribution (OOD) verdict.
+"""Calibrated probabilities, and the scores behind the "is it one of the classes at all?" verdict.
 
-A softmax classifier spreads all its probability over the classes it knows, so a car, a person or a drawing gets
-a confident breed. At export time `calibrate` fits three things on the validation photos, which the model never
-trained on, and `model.json` keeps them (its `ood` entry):
+At export time `fit` fits, on the validation photos the model never trained on, what model.json keeps:
+- its `ood` entry, a temperature T (Guo et al., 2017, "On calibration of modern neural networks"): softmax(logits / T)
+  with the T that minimises the validation NLL, so a shown 80 % is right about 80 % of the time; the expected
+  calibration error (ECE) before and after goes in the report. T > 0 never changes which label comes first.
+- its `verdict` entry, the gate and its threshold (`verdict.py` says which gate and why), fitted on the validation
+  photos and their `hard_views`.
 
-- a temperature T (Guo et al., 2017, "On calibration of modern neural networks"): softmax(logits / T) with the T
-  that minimises the validation NLL, so a shown 80 % is right about 80 % of the time. The expected calibration
-  error (ECE) before and after goes in the report. T > 0 never changes which label comes first.
-- a score, higher = less like the training photos: the cosine distance of the photo's pooled backbone features to
-  the nearest class mean (means of the training photos' features, stored in `model.safetensors`). The ImageNet
-  features keep what a photo shows, so they tell a rocket from a beagle better than the logits of a head that
-  only ever saw pets (benchmarks/ood.py compares it with the energy score, -T * logsumexp(logits / T)).
-- a threshold: the score's `keep` (97 %) quantile over the validation photos, so about 1 - `keep` of real photos of the
-  classes are flagged by design and everything scoring higher is "unknown".
+The scores: `verdict.pet_probability` (ImageNet's own classifier), `mean_distance` (cosine distance of the pooled
+features to the nearest class mean, the means kept in model.safetensors) and, for exports made before 0.5,
+`energy` (-T * logsumexp(logits / T)).
 
 Torch only: the serving path (`predict`) imports this module without fastai.
 """
@@ -30,9 +27,6 @@ from torch import nn
 from . import verdict
 from .prototypes import class_means, similarities
 
-# share of validation photos the threshold keeps in-distribution. 0.97, not 0.95: on held-out Pets photos 0.95 flagged
-# 5.8 % (cross-fitted), 0.97 flags 4.1 % and still all 21 real non-pet photos (benchmarks/ood.py, pets-dev, lite0)
-KEEP = 0.97
 MEANS_KEY = "ood.class_means"  # the class-mean tensor's name in model.safetensors, beside the model's weights
 N_BINS = 15  # ECE bins, the usual choice since Guo et al.
 
@@ -94,20 +88,6 @@ def mean_distance(pooled: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     return 1 - similarities(pooled, means).max(1).values
 
 
-def score(logits: torch.Tensor, pooled: torch.Tensor, ood: dict[str, Any], means: torch.Tensor | None) -> torch.Tensor:
-    "The export's OOD score for a batch (`ood` is model.json's entry, `means` its tensor for the feature score)."
-    if ood["score"] == "energy":
-        return energy(logits, ood["temperature"])
-    if means is None:
-        raise ValueError(f"the {ood['score']!r} score needs the class means ({MEANS_KEY}) in model.safetensors")
-    return mean_distance(pooled, means)
-
-
-def threshold(scores: torch.Tensor, keep: float = KEEP) -> float:
-    "The score below which `keep` of `scores` fall: photos scoring higher are called unknown."
-    return float(torch.quantile(scores.double(), keep))
-
-
 @torch.inference_mode()
 def collect(model: nn.Sequential, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
     "(logits, pooled features, targets) of the model in eval mode over (normalised images, targets) batches."
@@ -116,23 +96,19 @@ def collect(model: nn.Sequential, batches: Iterable[tuple[torch.Tensor, torch.Te
     return tuple(torch.cat([o[i].float().cpu() for o in outs]) for i in range(3))
 
 
-def calibrate(
-    valid: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    train_pooled: torch.Tensor,
-    train_targets: torch.Tensor,
-    keep: float = KEEP,
-    method: str = "mean_distance",
-) -> tuple[dict[str, Any], torch.Tensor]:
-    """model.json's `ood` entry (temperature, score, threshold, ECE) and the class means, from the validation photos'
-    (logits, pooled features, targets) and the training photos' pooled features and targets."""
-    logits, pooled, targets = valid
+def calibration(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+    """model.json's `ood` entry from the validation photos' logits and targets: the temperature, and the expected
+    calibration error before and after it."""
     t = fit_temperature(logits, targets)
-    means = class_means(train_pooled, train_targets, logits.shape[1])
-    entry: dict[str, Any] = dict(score=method, temperature=t, keep=keep, n_valid=len(targets))
-    entry["threshold"] = threshold(score(logits, pooled, entry, means), keep)
-    entry["ece_before"] = ece(logits.softmax(1), targets)
-    entry["ece_after"] = ece((logits / t).softmax(1), targets)
-    return entry, means
+    return dict(
+        temperature=t,
+        n_valid=len(targets),
+        ece_before=ece(logits.softmax(1), targets),
+        ece_after=ece((logits / t).softmax(1), targets),
+    )
+
+
+HARD_VIEWS = ("as it is", "a third of the resolution", "grayscale")  # the rows `fit` scores per validation photo
 
 
 def hard_views(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> list[torch.Tensor]:
@@ -155,27 +131,26 @@ class Fitted:
     tensors: dict[str, torch.Tensor]
 
 
-def fit(learn: Any, keep: float = KEEP, method: str = "mean_distance") -> Fitted:
-    """Calibration and the verdict's gate for a fastai `Learner` at export time, from its validation photos (and
-    their `hard_views`), and its training photos seen the way validation photos are (centre crop, no
-    augmentation) for the class means. Cat/dog and Pets breed models whose backbone kept its ImageNet-1k classifier
-    get the `imagenet` gate, every other model the `features` gate (`verdict.py`)."""
+def fit(learn: Any, keep: float = verdict.KEEP) -> Fitted:
+    """Calibration and the verdict's gate for a fastai `Learner` at export time, from its validation photos and their
+    `hard_views`. Cat/dog and Pets breed models whose backbone kept its ImageNet-1k classifier get the `imagenet`
+    gate; every other model the `features` gate, whose class means come from its training photos seen the way
+    validation photos are (centre crop, no augmentation). See `verdict.py`."""
     from .model import norm_stats
 
     model, dls = learn.model, learn.dls
-    valid = collect(model, dls.valid)
-    _, train_pooled, train_targets = collect(model, dls.test_dl(dls.train.items, with_labels=True))
-    entry, means = calibrate(valid, train_pooled, train_targets, keep, method)
-    tensors = {MEANS_KEY: means}
+    logits, _, targets = collect(model, dls.valid)
     mean, std = (torch.tensor(v, device=dls.device).view(1, 3, 1, 1) for v in norm_stats(model))
     views = ((v, y) for x, y in dls.valid for v in (x.as_subclass(torch.Tensor), *hard_views(x, mean, std)))
-    _, pooled, targets = collect(model, views)
+    _, pooled, view_targets = collect(model, views)
     clf = model[0].source_classifier
     task = "breeds" if getattr(dls, "layout", "pets") == "pets" else None  # Pets names: cat and dog breeds
     if clf is not None and verdict.is_pet_model([str(v) for v in dls.vocab], task):
-        tensors.update({verdict.IMAGENET_WEIGHT: clf[0], verdict.IMAGENET_BIAS: clf[1]})
-        scores = 1 - verdict.pet_probability(pooled, *clf)
-        rule = verdict.fit_gate(scores, targets.tolist(), "imagenet")
+        gate, scores = "imagenet", 1 - verdict.pet_probability(pooled, *clf)
+        tensors = {verdict.IMAGENET_WEIGHT: clf[0], verdict.IMAGENET_BIAS: clf[1]}
     else:
-        rule = verdict.fit_gate(mean_distance(pooled, means), targets.tolist(), "features")
-    return Fitted(entry, rule, tensors)
+        _, train_pooled, train_targets = collect(model, dls.test_dl(dls.train.items, with_labels=True))
+        means = class_means(train_pooled, train_targets, len(dls.vocab))
+        gate, scores, tensors = "features", mean_distance(pooled, means), {MEANS_KEY: means}
+    rule = verdict.fit_gate(scores, view_targets.tolist(), gate, HARD_VIEWS, keep)
+    return Fitted(calibration(logits, targets), rule, tensors)

@@ -68,7 +68,7 @@ class Predictor:
     """A model plus the preprocessing it was trained with. `predict` one image, `predict_batch` many.
 
     Probabilities are the model's softmax unless `calibrated=True`, which divides the logits by the temperature
-    fitted on the validation photos (`ood.calibrate`): the figures to show people. The `unknown` verdict and the
+    fitted on the validation photos (`ood.calibration`): the figures to show people. The `unknown` verdict and the
     species are the same either way; the verdict reads the calibrated figures. `tta=True` also looks at each photo's
     mirror image and averages the two softmaxes: a second forward pass for +0.01 +/- 0.014 balanced breed accuracy
     (BENCHMARKS.md §1), so it is off by default. Without it the probabilities are exactly fastai's `learn.predict`.
@@ -126,7 +126,9 @@ class Predictor:
             return None
         if self.rule["gate"] == "imagenet":
             return 1 - verdict.pet_probability(pooled, *self._imagenet)
-        return ood.score(logits, pooled, self.ood, self._means)
+        if self.rule["gate"] == "energy":  # exports made before 0.5 may have it
+            return ood.energy(logits, self.temperature)
+        return ood.mean_distance(pooled, self._means)
 
     @torch.inference_mode()
     def outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -216,7 +216,7 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
     if start is not None:
         wise_ft(learn.model, start, cfg.wise)
     fitted = ood.fit(learn)  # calibration and the "not a cat or a dog" gate (ood.py, verdict.py)
-    summary = report(learn, out, calibration=fitted.ood, baseline=baseline)
+    summary = report(learn, out, calibration=fitted.ood, baseline=baseline, verdict=fitted.verdict)
     summary.update(exported_epoch=epoch + 1, history=state["history"], valid_hits=state["correct"])
     export(learn, cfg, {k: v for k, v in summary.items() if k not in _REPORT_ONLY}, fitted)
     write_json(out / "train_config.json", cfg.to_dict())

@@ -70,15 +70,27 @@ def balanced_quantile(scores: torch.Tensor, groups: Sequence[int], q: float) -> 
     return float(s[order][i])
 
 
-def fit_gate(scores: torch.Tensor, targets: Sequence[int], gate: str, keep: float = KEEP) -> dict[str, Any]:
-    """model.json's `verdict` entry from the validation photos' unknown-scores (higher = less like the classes;
-    rows may repeat photos as degraded views, with their targets repeated)."""
+def fit_gate(
+    scores: torch.Tensor, targets: Sequence[int], gate: str, views: Sequence[str], keep: float = KEEP
+) -> dict[str, Any]:
+    """model.json's `verdict` entry from the validation photos' unknown-scores (higher = less like the classes), one
+    row per photo and view (`views` names them: the photo as it is, and degraded copies), targets repeated.
+    `valid_unknown_rate` is the class-balanced share of those rows called unknown: about 1 - keep by construction,
+    since the threshold was fitted on them (benchmarks/accuracy.py measures the rate out of fold)."""
+    thr = balanced_quantile(scores, targets, keep)
+    flagged = (scores.double() > thr).double()
+    g = torch.as_tensor(list(targets), dtype=torch.long)
+    per_class = torch.zeros(int(g.max()) + 1, dtype=torch.float64).index_add_(0, g, flagged)
+    n = torch.bincount(g).double()
+    rate = float((per_class[n > 0] / n[n > 0]).mean())
     return dict(
         gate=gate,
-        threshold=balanced_quantile(scores, targets, keep),
+        threshold=thr,
         keep=keep,
         known_min_prob=KNOWN_MIN_PROB,
+        views=list(views),
         n_valid=len(targets),
+        valid_unknown_rate=rate,
     )
 
 

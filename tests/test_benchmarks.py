@@ -135,13 +135,45 @@ def test_input_pipeline_benchmark(tmp_path):
     assert all(v["n"] == 2 for v in r.values())
 
 
-def test_inference_and_ood_benchmarks(breeds_model, tmp_path):
+def test_inference_benchmark(breeds_model, tmp_path):
     small = ["--n", "2", "--bs", "4", "--cold-repeats", "1", "--json", str(tmp_path / "i.json")]
     run_script("inference.py", "--model", str(breeds_model), "--images", str(PETS), *small)
     r = results(tmp_path / "i.json", "inference")
     assert r["one_image"]["predict"]["n"] == 2 and r["batch"]["bs"] == 4 and r["batch"]["predict_batch"]["img_s"] > 0
     assert set(r["cold_start"]) == {"load_predictor", "load_learner"}  # the export has a model.pkl beside it
-    run_script("ood.py", "--model", str(breeds_model), "--not-pets", str(PETS.parent / "not_pets"),
-               "--json", str(tmp_path / "o.json"))  # fmt: skip
-    r = results(tmp_path / "o.json", "ood")
-    assert r["n"]["not_pets"] == 8 and 0 <= r["mean_distance"]["not_pets_flagged"] <= 1
+
+
+def test_degraded_views_are_what_they_say():
+    from PIL import Image
+    from views import DEGRADATIONS
+
+    img = Image.new("RGB", (320, 240), (200, 40, 40))
+    assert DEGRADATIONS["long96"](img).size == (96, 72) and DEGRADATIONS["long64"](img).size == (64, 48)
+    assert DEGRADATIONS["crop60"](img).size == (192, 144)
+    r, g, b = DEGRADATIONS["gray"](img).getpixel((5, 5))
+    assert r == g == b
+    assert DEGRADATIONS["jpeg20"](img).size == img.size and DEGRADATIONS["blur"](img).size == img.size
+
+
+def test_verdict_figures_weigh_every_breed_the_same():
+    "accuracy.py's out-of-fold answers on hand-made verdicts: class-balanced shares, the OOD rates and AUROC."
+    import torch
+    from accuracy import auroc, verdict_stats
+
+    files = ["Bengal_1.jpg", "Bengal_2.jpg", "Bengal_3.jpg", "Bengal_4.jpg", "beagle_1.jpg"]
+    clean = [("known", 0.1), ("known", 0.1), ("known", 0.1), ("unknown", 0.9), ("unsure", 0.2)]
+    r = dict(
+        task="breeds",
+        files=files,
+        vocab=["Bengal", "beagle"],
+        views={"clean": torch.tensor([[0.9, 0.1]] * 4 + [[0.3, 0.7]])},
+        verdicts={"clean": clean, "gray": [("unknown", 0.95)] * 5},
+        ood={"animals": [("unknown", 0.99, "cat"), ("known", 0.05, "dog")], "cats_dogs": [("unsure", 0.3, "cat")]},
+    )
+    s = verdict_stats(r)
+    assert s["unknown_bal@clean"] == pytest.approx((1 / 4 + 0) / 2)  # Bengal 1 of 4, beagle 0 of 1
+    assert s["unsure_bal@clean"] == pytest.approx((0 + 1) / 2)
+    assert s["unknown_bal@gray"] == 1 and s["unknown_bal@degraded_mean"] == 1
+    assert s["flagged@animals"] == 0.5 and s["cats_dogs_not_unknown"] == 1
+    assert s["species_acc_not_unknown"] == 1  # the 4 kept photos: 3 Bengal (cat), 1 beagle (dog), all right
+    assert auroc([0.1, 0.2], [0.9, 0.05]) == 0.5 and auroc([0.1], [0.1]) == 0.5

@@ -3,6 +3,7 @@ exports made before the rule, and odd photos."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,12 +106,16 @@ def _old_export(breeds_model, tmp_path, drop):
     return old
 
 
-def test_an_export_without_the_unsure_rule_says_known_or_unknown(breeds_model, tmp_path):
-    pred = load_predictor(_old_export(breeds_model, tmp_path, ["verdict"]))
-    assert not pred.can_tell_unsure
-    rs = pred.predict_batch(sorted(PETS.glob("*.jpg"))[:12])
+def test_a_stored_0_4_export_loads_and_says_known_or_unknown():
+    "A real 0.4.1 export (fastai head, an `ood` threshold, no `verdict` entry) still loads and predicts."
+    old = Path(__file__).parent / "data" / "export-0.4.1"  # made by catdog_fastai 0.4.1 from the fixture photos
+    pred = load_predictor(old)
+    assert pred.meta["versions"]["catdog_fastai"] == "0.4.1" and "verdict" not in pred.meta
+    assert not pred.can_tell_unsure and pred.rule["gate"] == "features"
+    rs = pred.predict_batch(sorted(PETS.glob("*.jpg"))[:12], calibrated=True)
     assert {r.verdict for r in rs} <= {"known", "unknown"}
-    assert all(r.unknown == (r.ood_score > pred.ood["threshold"]) for r in rs)  # the old threshold still decides
+    assert all(r.unknown == (r.ood_score > pred.ood["threshold"]) for r in rs)  # its own threshold still decides
+    assert all(pred.describe(r).startswith(("cat — ", "dog — ", "This doesn't look like a cat or a dog")) for r in rs)
 
 
 def test_an_export_without_any_gate_calls_everything_known(breeds_model, tmp_path):
@@ -126,3 +131,15 @@ def test_tiny_or_odd_photos_get_a_verdict(breeds_model, tmp_path, size):
     Image.new("RGB", size, (120, 90, 60)).save(path)
     r = load_predictor(breeds_model).predict(path)
     assert r.verdict in verdict.VERDICTS and len(r) == 3
+
+
+def test_fit_gate_keeps_the_stated_share_of_every_class():
+    # class 0: 50 photos scoring 0..0.49; class 1: 5 photos scoring 0.9..0.94; keep 80 % of each class's weight
+    scores = torch.tensor([i / 100 for i in range(50)] + [0.9 + i / 100 for i in range(5)])
+    targets = [0] * 50 + [1] * 5
+    rule = verdict.fit_gate(scores, targets, "features", ["as it is"], keep=0.8)
+    assert rule["views"] == ["as it is"] and rule["n_valid"] == 55
+    flagged = scores > rule["threshold"]
+    share = [float(flagged[:50].double().mean()), float(flagged[50:].double().mean())]
+    assert rule["valid_unknown_rate"] == pytest.approx(sum(share) / 2)
+    assert 0.1 <= rule["valid_unknown_rate"] <= 0.3  # about 1 - keep, class-balanced
