@@ -22,6 +22,7 @@ import gradio as gr  # noqa: E402
 from gradio.components.label import LabelConfidence, LabelData  # noqa: E402
 
 from catdog_fastai import ExportError, ImageError, Predictor, load_predictor  # noqa: E402
+from catdog_fastai import verdict as verdict_rule  # noqa: E402
 from catdog_fastai.card import folder_card  # noqa: E402
 from catdog_fastai.explain import NoSpatialMapError, overlay  # noqa: E402
 from catdog_fastai.predict import Prediction, table, write_csv  # noqa: E402
@@ -82,13 +83,13 @@ def verdict(pred: Predictor, p: Prediction) -> tuple[LabelData, str]:
     """The `/predict` answer: heading = the answer in words (`Predictor.describe`, the line `catdog-predict` prints:
     known, unsure or unknown), confidences = the top classes (calibrated); and a sentence on how to read it."""
     label = LabelData(label=pred.describe(p), confidences=[LabelConfidence(label=lab, confidence=q) for lab, q in p])
-    if p.verdict == "unknown":
+    if p.verdict == verdict_rule.UNKNOWN:
         text = "The closest of its classes are listed only for reference."
-    elif p.verdict == "unsure":
+    elif p.verdict == verdict_rule.UNSURE:
         text = "No class is clearly it: the closest are listed."
     else:
         text = ""
-    if p.species and p.verdict != "unknown":
+    if p.species and p.verdict != verdict_rule.UNKNOWN:
         text += f" {p.species[0][0].capitalize()}: {p.species[0][1]:.0%}, its breeds' probabilities added up."
     return label, text.strip()
 

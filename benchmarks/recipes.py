@@ -152,6 +152,7 @@ def variant(name: str, epochs: int) -> tuple[dict, list, list]:
         "ours-041": (dict(head="fastai", freeze_bn=False, wise=1.0), [], []),  # 0.4.1's default recipe
         "ours+sweep": (dict(wise=1.0), [KeepStart()], []),  # fine-tuned weights, scored at every WiSE-FT mix
         "ours+wise0.5": (dict(wise=0.5), [], []),
+        "ours+short": (dict(freeze_epochs=0, epochs=1, size=128, presize=160), [], []),  # 1 epoch at 128 px
         "ours-freezebn": (dict(freeze_bn=False), [], []),
         "ours+fastaihead": (dict(head="fastai"), [], []),
         "ours-la": (dict(logit_adjust=0.0), [], []),  # plain cross-entropy instead of the logit-adjusted loss

@@ -63,7 +63,7 @@ class FrozenBNStats(Callback):
     pretraining (their scale and shift still train). Batches of a few dozen photos, most of them from the biggest
     classes, would otherwise pull the statistics away from what the pretrained weights expect."""
 
-    order = 11  # after TrainEvalCallback (-10) and Recorder's before_train: model.train() has been called
+    order = 11  # after TrainEvalCallback (-10), whose before_train calls model.train()
 
     def before_train(self) -> None:
         for m in unwrap(self.learn.model)[0].modules():
@@ -189,7 +189,8 @@ class ResumePoint:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as e:
             raise ResumeError(f"--resume: {path} cannot be read ({e}); start again without --resume") from None
-        saved = TrainConfig(**{**ckpt["config"], "resume": True})
+        before_05 = dict(head="fastai", freeze_bn=False, wise=1.0)  # what runs interrupted before 0.5 trained with
+        saved = TrainConfig(**{**before_05, **ckpt["config"], "resume": True})
         changed = {k: v for k, v in cfg.to_dict().items() if k != "resume" and v != getattr(saved, k)}
         if changed:
             log.warning("--resume uses the interrupted run's settings; ignoring %s", changed)

@@ -113,17 +113,24 @@ def write_card(out: str | os.PathLike) -> Path:
     folder must not replace the project's own README.
     """
     out = Path(out)
-    path = out / CARD
-    if path.is_file() and MARKER not in path.read_text(encoding="utf-8", errors="replace"):
-        raise CardError(f"{path} exists and is not a catdog_fastai model card: move it, or export to another --out")
+    path = check_card_target(out)
     text = folder_card(out)
     # backslashreplace: a folder name that is not valid UTF-8 reaches the vocab as a lone surrogate
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8", errors="backslashreplace"))
 
 
+def check_card_target(out: str | os.PathLike) -> Path:
+    "OUT/README.md, unless it is a file this module did not write (no marker line): then a `CardError`."
+    path = Path(out) / CARD
+    if path.is_file() and MARKER not in path.read_text(encoding="utf-8", errors="replace"):
+        raise CardError(f"{path} exists and is not a catdog_fastai model card: move it, or export to another --out")
+    return path
+
+
 def folder_card(out: str | os.PathLike) -> str:
-    "The card of the export in `out`, from its model.json and report.json: what `write_card` writes, the app shows."
-    out = Path(out)
+    """The card of the export in `out` (a file in it will do), from its model.json and report.json: what
+    `write_card` writes and the app shows."""
+    out = Path(out) if Path(out).is_dir() else Path(out).parent
     return model_card(read_meta(out), _read_report(out / REPORT), files=[p.name for p in out.iterdir()])
 
 
@@ -241,6 +248,12 @@ def _dataset(meta: dict[str, Any]) -> dict[str, str]:
 # ---- front matter -------------------------------------------------------------------------------------------------
 
 
+_RATE_NAMES = {  # how each rate in model.json's `verdict` entry was measured
+    "valid_unknown_rate": "Called unknown: validation photos and their low-resolution and grayscale views, every class "
+    "the same (the threshold was fitted on them, so about 1 - keep)",
+}
+
+
 def _metric_entries(meta: dict[str, Any]) -> list[dict[str, Any]]:
     "model-index metrics ({type, value, name}): every validation figure model.json holds, none it does not."
     m, ood = _metrics(meta), _ood(meta) or {}
@@ -254,7 +267,7 @@ def _metric_entries(meta: dict[str, Any]) -> list[dict[str, Any]]:
     if _finite(ood.get("ece_after")):
         entries.append(dict(type="ece", value=ood["ece_after"], name="Expected calibration error (temperature-scaled)"))
     entries += [
-        dict(type="unknown_rate", value=v, name=f"Verdict: {k.replace('_', ' ')}")
+        dict(type="unknown_rate", value=v, name=_RATE_NAMES.get(k, f"Verdict: {k.replace('_', ' ')}"))
         for k, v in _verdict_rates(meta).items()
     ]
     return entries
@@ -405,7 +418,7 @@ def _results(meta: dict[str, Any], report: dict[str, Any]) -> str:
             f"with the fitted temperature {_num(ood.get('temperature'), 3)} (`predict(..., calibrated=True)`)"
         )
     for k, v in _verdict_rates(meta).items():
-        lines.append(f"- 'unknown' verdict, {k.replace('_', ' ')}: {_pct(v)}")
+        lines.append(f"- {_RATE_NAMES.get(k, k.replace('_', ' '))}: {_pct(v)}")
     if _finite(m.get("baseline_balanced_accuracy")):
         lines.append(
             f"- for comparison, no training at all (the pretrained features' nearest class mean): balanced accuracy "

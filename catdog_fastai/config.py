@@ -187,6 +187,10 @@ class TrainConfig:
             problems.append(f"--logit-adjust must be >= 0 (got {self.logit_adjust})")
         if not (0 <= self.wise <= 1):
             problems.append(f"--wise must be in [0, 1] (got {self.wise})")
+        elif self.wise < 1 and self.head != "cosine":
+            problems.append(
+                "--wise below 1 mixes in the starting head, which only --head cosine starts anywhere useful"
+            )
         if not (0 <= self.label_smoothing < 1):
             problems.append(f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})")
         if problems:

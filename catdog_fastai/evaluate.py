@@ -156,7 +156,7 @@ def baseline_line(summary: dict[str, Any]) -> str:
         return f"fine-tuning added {gain:+.4f} balanced accuracy over {base}"
     return (
         f"fine-tuning came out WORSE than no training: {gain:+.4f} balanced accuracy against {base}. Try fewer "
-        "epochs, a lower --lr, or --wise 0 (export the untrained start)"
+        "epochs or a lower --lr; with --head cosine, --epochs 0 --freeze-epochs 0 exports that baseline itself"
     )
 
 

@@ -81,8 +81,10 @@ class CosineClassifier(nn.Module):
         """Start from `means` (one row per class). Rows are rescaled to norm sqrt(nf), entries of order 1: the
         cosine ignores the norm, and at that norm an optimizer step moves the direction as little as it moves a
         kaiming-initialised layer's."""
-        unit = nn.functional.normalize(means.to(self.weight), dim=1)
-        self.weight.copy_(unit * self.weight.shape[1] ** 0.5)
+        means = means.to(self.weight)
+        unit = nn.functional.normalize(means, dim=1) * self.weight.shape[1] ** 0.5
+        has_photos = means.norm(dim=1, keepdim=True) > 0  # a class with no training photo keeps its random start
+        self.weight.copy_(torch.where(has_photos, unit, self.weight))
 
 
 HEADS = ("cosine", "fastai")
@@ -161,11 +163,8 @@ def _create_timm(arch: str, pretrained: bool, weights: str | None) -> nn.Module:
         with _hub_offline(offline):
             return timm.create_model(arch, pretrained=pretrained, **kw)
     except RuntimeError as e:
-        if weights is not None:
-            raise ModelError(
-                f"{weights} does not fit {arch}: {str(e).splitlines()[0]}. The file must hold timm key names for "
-                "this exact architecture."
-            ) from None
+        if weights is not None:  # perhaps a file without the classifier: load the body alone
+            return _create_timm_body(arch, weights, e)
         raise
     except OSError as e:  # HF Hub unreachable: LocalEntryNotFoundError / ConnectionError are OSErrors
         if weights is None and pretrained:
@@ -176,14 +175,41 @@ def _create_timm(arch: str, pretrained: bool, weights: str | None) -> nn.Module:
         raise
 
 
+def _create_timm_body(arch: str, weights: str, first: RuntimeError) -> nn.Module:
+    "`arch` without a classifier from a `weights` file that has none; the first error when it does not fit either."
+    try:
+        return timm.create_model(
+            arch, pretrained=True, num_classes=0, pretrained_cfg_overlay=dict(file=str(Path(weights).resolve()))
+        )
+    except RuntimeError:
+        raise ModelError(
+            f"{weights} does not fit {arch}: {str(first).splitlines()[0]}. The file must hold timm key names for "
+            "this exact architecture."
+        ) from None
+
+
+@torch.no_grad()
 def _split_classifier(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Take the classifier off a pretrained timm model (`reset_classifier(0)`, as `num_classes=0` builds it) and
-    return its (weight, bias) when it is ImageNet-1k's, else None."""
+    return its (weight, bias) when it is ImageNet-1k's and reads exactly the pooled features `Body` gives (checked on
+    one input: some heads add a layer or a norm after pooling, and those are not kept), else None."""
     clf = model.get_classifier() if model.num_classes else None
+    usable = isinstance(clf, nn.Linear) and clf.out_features == IMAGENET_CLASSES and clf.bias is not None
+    if usable:
+        was_training = model.training
+        model.eval()
+        x = torch.randn(1, *model.pretrained_cfg.get("input_size", (3, 224, 224)))
+        logits = model(x)
+        weight, bias = clf.weight.detach().float().clone(), clf.bias.detach().float().clone()
     model.reset_classifier(0)
-    if not isinstance(clf, nn.Linear) or clf.out_features != IMAGENET_CLASSES or clf.bias is None:
+    if not usable:
         return None
-    return clf.weight.detach().float().clone(), clf.bias.detach().float().clone()
+    body = Body(model)
+    pooled = body(x).mean((2, 3)) if body.needs_pool else body(x)
+    model.train(was_training)
+    if pooled.shape[-1] != weight.shape[1] or not torch.allclose(pooled @ weight.T + bias, logits, atol=1e-3):
+        return None
+    return weight, bias
 
 
 IMAGENET_CLASSES = 1000

@@ -33,10 +33,11 @@ N_BINS = 15  # ECE bins, the usual choice since Guo et al.
 
 def forward(model: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, pooled features) in one pass: the same computation as `model(x)`, stopped once to keep the head's
-    input (concat-pooled feature map, or a ViT's pooled features)."""
+    input (the pooled feature map: averaged for the cosine head, concat-pooled for fastai's; a ViT's pooled
+    features)."""
     body, head = model[0], model[1]
     feats = body(x)
-    n_pool = 2 if body.needs_pool else 0  # AdaptiveConcatPool2d + Flatten open the head of a CNN
+    n_pool = 2 if body.needs_pool else 0  # a pooling layer + Flatten open the head of a CNN
     pooled = head[:n_pool](feats)
     return head[n_pool:](pooled), pooled
 

@@ -35,8 +35,8 @@ class Prediction(list):
     """(label, probability) pairs, best first: a plain list, so it compares, indexes and unpacks as it always did.
 
     It also carries the verdict on the whole photo (`verdict.py`):
-    - `verdict`: "known" (one class clearly), "unsure" (one of the classes, or for Pets breed models clearly a cat
-      or a dog, but no class clearly) or "unknown" (none of them: not a cat or a dog). Exports made before the
+    - `verdict`: "known" (one class clearly), "unsure" (one of the classes, for Pets breed models a cat or a dog,
+      but no class clearly) or "unknown" (none of them: not a cat or a dog). Exports made before the
       unsure answer existed give known or unknown only; those made before OOD detection, always known.
     - `unknown`: `verdict == "unknown"`, kept for compatibility; None for exports without OOD detection.
     - `ood_score`: higher = less like the model's classes (None with `unknown`).

@@ -32,7 +32,7 @@ from fastai.torch_core import set_seed
 
 from . import ood, prototypes
 from .callbacks import BEST, CHECKPOINT, Checkpointer, FrozenBNStats, LossOnDevice, ResumePoint
-from .card import write_card
+from .card import check_card_target, write_card
 from .config import TrainConfig, parse_config
 from .data import get_dls
 from .distributed import LaunchError, distrib, finish, is_main, per_rank_bs, world_size
@@ -159,6 +159,9 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
     out = Path(cfg.out)
     if is_main():
         _check_writable(out)
+    # loggers first: a missing package is one line now, not after the data, the weights and the baseline
+    epochs_done = resume.state["done"] if resume else 0
+    cbs = [*logger_callbacks(cfg.logger, out, epochs_done=epochs_done, config=cfg.to_dict()), *(cbs or [])]
     if world_size() > 1 and cfg.lr_value() is None:
         raise LaunchError("--lr auto runs lr_find on one process: run it without the launcher, then pass --lr")
 
@@ -178,14 +181,13 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
 
     # start at what the pretrained features know: their class means, scored and (cosine head) imprinted
     baseline = start_from_pretrained(learn)
-    start = {k: v.detach().clone() for k, v in learn.model.state_dict().items()} if cfg.wise < 1 else None
+    start = {k: v.detach().cpu().clone() for k, v in learn.model.state_dict().items()} if cfg.wise < 1 else None
 
     # learning rate and schedule
     lr = resume.state["lr"] if resume else cfg.lr_value() or find_lr(learn, out)
     phases = schedule(cfg, lr)
     state = resume.state if resume else new_state(lr, phases)
     start_phase, start_epoch = resume.start() if resume else (0, 0)
-    cbs = [*logger_callbacks(cfg.logger, out, epochs_done=state["done"], config=cfg.to_dict()), *(cbs or [])]
     if resume:
         phase = state["phases"][min(start_phase, len(phases) - 1)]
         log.info("resuming at %s epoch %d of %d", phase, start_epoch + 1, state["total"])
@@ -266,6 +268,7 @@ def _check_writable(out: Path) -> None:
         probe.unlink()
     except OSError as e:
         raise OutputError(f"--out {out} is not writable ({e.strerror})") from None
+    check_card_target(out)  # the model card must not replace a README.md of someone else's, found after training
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:

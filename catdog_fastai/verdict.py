@@ -18,7 +18,8 @@ each photo once as it is and once at low resolution and once in grayscale: a sma
 pet is an everyday photo, not a strange one.
 
 Is it clearly one class? Known when the top class's calibrated probability is at least `known_min_prob`;
-otherwise unsure, with the closest classes named.
+otherwise unsure, with the closest classes named (and for Pets breed models the species, its breeds' probabilities
+added up).
 
 Torch only: the serving path imports this module without fastai.
 """
@@ -130,6 +131,6 @@ def describe(p: Any, pets: bool, top: int = 2) -> str:
         if p.verdict == UNSURE:
             return f"{species} — breed unsure (closest: {closest})"
         return f"{species} — {p[0][0]} {_pct(p[0][1])}"
-    if p.verdict == UNSURE and len(p) > 1:
-        return f"unsure between {p[0][0]} and {p[1][0]} ({closest})"
+    if p.verdict == UNSURE:
+        return f"unsure between {p[0][0]} and {p[1][0]} ({closest})" if len(p) > 1 else f"unsure: {closest}"
     return f"{p[0][0]} {_pct(p[0][1])}"

@@ -102,3 +102,50 @@ def test_zero_epochs_exports_the_training_free_baseline(tmp_path, caplog):
     assert summary["exported_epoch"] == 0 and "fine-tuning added +0.0000" in caplog.text
     with pytest.raises(ValueError, match="--head cosine"):
         TrainConfig(epochs=0, freeze_epochs=0, head="fastai").validate()
+
+
+def test_weights_files_with_and_without_imagenets_classifier(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    with_clf = timm.create_model("test_efficientnet", num_classes=1000)
+    save_file(with_clf.state_dict(), str(tmp_path / "full.safetensors"))
+    model = build_model("test_efficientnet", 3, weights=str(tmp_path / "full.safetensors"), head="cosine")
+    weight, bias = model[0].source_classifier  # kept: it reads exactly the pooled features
+    assert torch.equal(weight, with_clf.get_classifier().weight) and bias.shape == (1000,)
+    body_only = timm.create_model("test_efficientnet", num_classes=0)
+    save_file(body_only.state_dict(), str(tmp_path / "body.safetensors"))
+    model = build_model("test_efficientnet", 3, weights=str(tmp_path / "body.safetensors"))  # 0.4 accepted it too
+    assert model[0].source_classifier is None
+    assert all(torch.equal(v, body_only.state_dict()[k]) for k, v in model[0].model.state_dict().items())
+
+
+def test_a_class_without_training_photos_keeps_its_random_start():
+    head = CosineClassifier(4, 3)
+    before = head.weight.detach().clone()
+    head.imprint(torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0], [0, 2.0, 0, 0]]))
+    assert torch.equal(head.weight[1], before[1]) and head.weight[0, 0] == 2.0 and head.weight[2, 1] == 2.0
+
+
+def test_resuming_a_run_from_before_0_5_keeps_its_head(tmp_path):
+    from catdog_fastai.callbacks import CHECKPOINT, ResumePoint
+
+    old = {k: v for k, v in tiny_cfg(tmp_path).to_dict().items() if k not in ("head", "freeze_bn", "wise", "logger")}
+    torch.save(dict(config=old, state={}), tmp_path / CHECKPOINT)
+    cfg, _ = ResumePoint.load(tiny_cfg(tmp_path, resume=True))
+    assert (cfg.head, cfg.freeze_bn, cfg.wise) == ("fastai", False, 1.0)
+
+
+def test_wise_needs_the_cosine_head():
+    with pytest.raises(ValueError, match="--head cosine"):
+        TrainConfig(wise=0.5, head="fastai").validate()
+    TrainConfig(wise=0.5).validate()
+
+
+def test_a_foreign_readme_in_out_is_refused_before_training(tmp_path):
+    from catdog_fastai.card import CardError
+
+    (tmp_path / "README.md").write_text("# my project\n")
+    with pytest.raises(CardError, match="not a catdog_fastai model card"):
+        train_model(tiny_cfg(tmp_path, task="catdog"))
+    assert not (tmp_path / "model.json").exists() and (tmp_path / "README.md").read_text() == "# my project\n"

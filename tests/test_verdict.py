@@ -77,6 +77,7 @@ def test_describe_says_the_three_answers():
         verdict.describe(_pred(bears, "unsure"), False) == "unsure between grizzly and black (grizzly 48%, black 40%)"
     )
     assert verdict.describe(_pred(bears, "known"), False) == "grizzly 48%"
+    assert verdict.describe(_pred(bears[:1], "unsure"), False) == "unsure: grizzly 48%"  # top_k=1: still says so
     assert verdict.describe(_pred(bears, "unknown"), False).startswith("This doesn't look like any of this model's")
     assert verdict.describe(_pred([("cat", 0.97), ("dog", 0.03)], "known"), True) == "cat 97%"
 
