@@ -149,11 +149,11 @@ def baseline_line(summary: dict[str, Any]) -> str:
     "What fine-tuning added to the pretrained features' nearest class mean, in words, worse included."
     gain = summary["valid_balanced_accuracy"] - summary["baseline_balanced_accuracy"]
     base = (
-        f"the pretrained features' nearest class mean (no training) scores balanced accuracy "
+        f"the pretrained features' nearest class mean (no training), which scores "
         f"{summary['baseline_balanced_accuracy']:.4f} on the same photos"
     )
     if gain >= 0:
-        return f"fine-tuning added {gain:+.4f} balanced accuracy over {base}"
+        return f"fine-tuning added {gain:+.4f} balanced accuracy to {base}"
     return (
         f"fine-tuning came out WORSE than no training: {gain:+.4f} balanced accuracy against {base}. Try fewer "
         "epochs or a lower --lr; with --head cosine, --epochs 0 --freeze-epochs 0 exports that baseline itself"

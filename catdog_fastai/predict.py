@@ -70,8 +70,9 @@ class Predictor:
     Probabilities are the model's softmax unless `calibrated=True`, which divides the logits by the temperature
     fitted on the validation photos (`ood.calibration`): the figures to show people. The `unknown` verdict and the
     species are the same either way; the verdict reads the calibrated figures. `tta=True` also looks at each photo's
-    mirror image and averages the two softmaxes: a second forward pass for +0.01 +/- 0.014 balanced breed accuracy
-    (BENCHMARKS.md §1), so it is off by default. Without it the probabilities are exactly fastai's `learn.predict`.
+    mirror image and averages the two softmaxes: a second forward pass for no measurable gain (-0.003 +/- 0.005
+    balanced breed accuracy, BENCHMARKS.md §1), so it is off by default. Without it the probabilities are exactly
+    fastai's `learn.predict`.
     """
 
     def __init__(

@@ -90,7 +90,7 @@ def test_report_and_summary_set_the_baseline_beside_fine_tuning(breeds_model, ca
     from catdog_fastai.evaluate import baseline_line
 
     better = dict(valid_balanced_accuracy=0.9, baseline_balanced_accuracy=0.8)
-    assert baseline_line(better).startswith("fine-tuning added +0.1000 balanced accuracy over the pretrained")
+    assert baseline_line(better).startswith("fine-tuning added +0.1000 balanced accuracy to the pretrained")
     worse = dict(valid_balanced_accuracy=0.6, baseline_balanced_accuracy=0.8)
     assert baseline_line(worse).startswith("fine-tuning came out WORSE than no training: -0.2000")
 
