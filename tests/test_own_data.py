@@ -202,5 +202,7 @@ def test_train_export_predict_and_evaluate_on_class_folders(bears_model, capsys)
     assert evaluate_folder(out, root / "train")["n"] == 12
     assert predict_main([str(root / "valid"), "--model", str(out), "--top-k", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    answers = [line.split("\t")[1] for line in lines]  # a bear class first, or the (untrained model's) unknown
-    assert len(lines) == 6 and all(a.split()[0] in BEARS or a.startswith(pred.unknown_text()) for a in answers)
+    answers = [line.split("\t")[1] for line in lines]  # the three answers: a bear class, unsure, or unknown
+    said = [a.split(": ")[-1].split()[0] in BEARS or a.startswith(pred.unknown_text()) for a in answers]
+    assert len(lines) == 6 and all(said), answers
+    assert pred.unknown_text() == "This doesn't look like any of this model's classes"
