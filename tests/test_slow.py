@@ -4,6 +4,8 @@ A few minutes on a 2-core CPU: one frozen and one unfrozen epoch of tf_efficient
 pets-dev, then the export is scored through `catdog-evaluate`'s code path.
 """
 
+from pathlib import Path
+
 import pytest
 
 from catdog_fastai import TrainConfig, load_predictor
@@ -31,6 +33,13 @@ def test_real_weights_fine_tune_far_above_chance(shared, tmp_path):
     assert summary["valid_balanced_accuracy"] > 0.15  # every breed weighs the same: 34 of 37 have 1 valid photo
     pred = load_predictor(tmp_path)
     assert pred.predict(shared / "data/pets-dev/images/Abyssinian_5.jpg")[0][0] in pred.vocab  # the RGBA PNG quirk
+    # the three answers with the real backbone: ImageNet's own classifier decides "is it a cat or a dog at all"
+    assert pred.rule["gate"] == "imagenet" and summary["baseline_balanced_accuracy"] > 0.5
+    repo = Path(__file__).parent.parent
+    pets = pred.predict_batch(sorted((repo / "examples").glob("*.jpg")), calibrated=True)
+    assert all(r.verdict != "unknown" for r in pets), [pred.describe(r) for r in pets]
+    others = pred.predict_batch([repo / "tests/data/not_pets" / f for f in ("rocket.jpg", "coffee.jpg", "coins.jpg")])
+    assert all(r.verdict == "unknown" for r in others), [pred.describe(r) for r in others]
     res = evaluate_folder(tmp_path, shared / "data/pets-dev/images")
     assert res["n"] == 755 and res["breeds_accuracy"] > 0.5 and res["catdog_accuracy"] > 0.85
     assert res["breeds_balanced_accuracy"] > 0.3 and len(res["confusion_matrix"]["labels"]) == 37
