@@ -22,7 +22,7 @@ from typing import Any
 from .errors import CatdogError
 from .export import PKL, atomic_write, read_meta
 from .labels import TASKS
-from .verdict import is_pet_model, unknown_text
+from .verdict import is_pet_model, rule_from_meta, unknown_text
 
 log = logging.getLogger("catdog_fastai")
 
@@ -184,12 +184,8 @@ def _rule(meta: dict[str, Any]) -> dict[str, Any] | None:
     rule = meta.get("verdict")
     if isinstance(rule, dict) and _finite(rule.get("threshold")):
         return {**rule, "views": True}  # fitted on each photo as it is, at low resolution and in grayscale
-    ood = _ood(meta) or {}
-    if not _finite(ood.get("threshold")):
-        return None
-    return dict(
-        gate="energy" if ood.get("score") == "energy" else "features", threshold=ood["threshold"], keep=ood.get("keep")
-    )
+    legacy = rule_from_meta({"ood": _ood(meta)})
+    return legacy if legacy is not None and _finite(legacy["threshold"]) else None
 
 
 _GATES = {  # when the unknown verdict is said, per gate (`verdict.py`)

@@ -222,11 +222,7 @@ def _verdict_rule(
 ) -> dict[str, Any] | None:
     """model.json's `verdict` entry, or for exports made before it the `ood` entry's threshold (known or unknown
     only); None, with a warning, where the tensors the gate needs are missing."""
-    rule = meta.get("verdict")
-    if rule is None and meta.get("ood"):
-        rule = dict(gate="features", threshold=meta["ood"]["threshold"], known_min_prob=None)
-        if meta["ood"]["score"] == "energy":
-            rule["gate"] = "energy"
+    rule = verdict.rule_from_meta(meta)
     if rule is None:
         return None
     needs = {"imagenet": None in imagenet, "features": means is None}.get(rule["gate"], False)

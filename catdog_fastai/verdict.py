@@ -95,6 +95,18 @@ def fit_gate(
     )
 
 
+def rule_from_meta(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """model.json's `verdict` entry; for exports made before it (0.4), a rule from the `ood` entry's threshold that
+    says known or unknown only (no `known_min_prob`); None for exports with neither, which call nothing unknown."""
+    if meta.get("verdict") is not None:
+        return meta["verdict"]
+    ood = meta.get("ood") or {}
+    if "threshold" not in ood:
+        return None
+    gate = "energy" if ood.get("score") == "energy" else "features"
+    return dict(gate=gate, threshold=ood["threshold"], keep=ood.get("keep"), known_min_prob=None)
+
+
 def decide(top_prob: float, unknown_score: float | None, rule: dict[str, Any] | None) -> str:
     """known, unsure or unknown for one photo: its top class's calibrated probability and its unknown-score
     against the export's `verdict` entry (`rule`). With no score (an export without a gate) nothing is unknown."""
