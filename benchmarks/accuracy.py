@@ -32,14 +32,14 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import bench
 import torch
 from recipes import ARCH, run, variant
 from views import ACCURACY_VIEWS, DEGRADATIONS
 
-from catdog_fastai import benchmark as bench
-from catdog_fastai.data import find_images
 from catdog_fastai.labels import breed, breed_is_cat
 from catdog_fastai.metrics import best_epoch, cv_folds, export_epoch, mcnemar_p, scores
+from catdog_fastai.sources import find_images
 
 
 def make_folds(src: Path, dst: Path, k: int, seed: int) -> list[Path]:

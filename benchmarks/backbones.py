@@ -10,9 +10,9 @@ change speed, so this needs no downloads; accuracy comes from `benchmarks/accura
 
 from __future__ import annotations
 
+import bench
 import torch
 
-from catdog_fastai import benchmark as bench
 from catdog_fastai.model import build_model
 
 ARCHS = [

@@ -12,8 +12,9 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import bench
+
 from catdog_fastai import TrainConfig
-from catdog_fastai import benchmark as bench
 
 
 def main() -> None:
@@ -28,8 +29,9 @@ def main() -> None:
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms as T
 
-    from catdog_fastai.data import find_images, get_dls
+    from catdog_fastai.data import get_dls
     from catdog_fastai.images import open_image
+    from catdog_fastai.sources import find_images
 
     cfg = TrainConfig(data=args.data, task="breeds", bs=args.bs, workers=args.workers, cache=args.cache)
     dl = get_dls(cfg, device="cpu").train

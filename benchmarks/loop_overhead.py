@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import warnings
 
+import bench
 import torch
 from torch import nn
-
-from catdog_fastai import benchmark as bench
 
 
 def tiny_model(n_in: int, tensors: int) -> nn.Module:

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from catdog_fastai import benchmark as bench
+import bench
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ def peak_mb(pid: int) -> float:
 
 def app_peak(model_dir: Path, n: int = 20) -> float:
     "Peak RSS of app.py serving `model_dir` after `n` predictions (or just started, without a model)."
-    from catdog_fastai.appcheck import hammer, start_app
+    from appcheck import hammer, start_app
 
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_app(model_dir, Path(tmp) / "app.log")

@@ -14,10 +14,9 @@ from __future__ import annotations
 import copy
 import warnings
 
+import bench
 import timm
 import torch
-
-from catdog_fastai import benchmark as bench
 
 FORMATS = {"NCHW": torch.contiguous_format, "channels_last": torch.channels_last}
 ARCHS = ["tf_efficientnet_lite0", "resnet18", "resnet50", "convnext_nano", "mobilenetv3_large_100"]

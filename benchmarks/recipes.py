@@ -15,10 +15,10 @@ import dataclasses
 import time
 from pathlib import Path
 
+import bench
 import torch
 from views import ACCURACY_VIEWS, DEGRADATIONS
 
-from catdog_fastai import benchmark as bench
 from catdog_fastai.labels import label_func
 
 ARCH = "tf_efficientnet_lite0"
@@ -211,8 +211,8 @@ def _result(vocab, files, counts, probs, img_s, t0, history=None, hits=None, **m
 
 def run_ours(data: Path, weights: str, epochs: int, seed: int, out: Path, task: str, recipe: str, score: bool):
     from catdog_fastai import TrainConfig
-    from catdog_fastai.data import find_images
     from catdog_fastai.predict import load_predictor
+    from catdog_fastai.sources import find_images
     from catdog_fastai.train import train_model
 
     overrides, cbs, patches = variant(recipe, epochs)
@@ -349,8 +349,8 @@ def run_timm(data: Path, weights: str, epochs: int, seed: int, task: str, score:
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms as T
 
-    from catdog_fastai.data import find_images
     from catdog_fastai.images import open_image
+    from catdog_fastai.sources import find_images
 
     torch.manual_seed(seed)
     t_start = time.perf_counter()

@@ -19,9 +19,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import bench
 from recipes import ARCH, run, workers
 
-from catdog_fastai import benchmark as bench
 from catdog_fastai.labels import breed
 
 

@@ -5,16 +5,13 @@ import pytest
 from conftest import PETS, tiny_cfg
 from PIL import Image
 
-from catdog_fastai.data import (
-    DataError,
-    ImageCache,
-    download_pets,
-    find_images,
-    get_dls,
-    image_dir,
-    split_indices,
-)
+from catdog_fastai import TrainConfig
+from catdog_fastai.cache import ImageCache
+from catdog_fastai.data import get_dls
+from catdog_fastai.errors import DataError
 from catdog_fastai.labels import breed, cat_or_dog, is_cat, label_func
+from catdog_fastai.sources import download_pets, find_images, image_dir
+from catdog_fastai.splits import split_indices
 
 
 @pytest.mark.parametrize(
@@ -80,22 +77,27 @@ def _labels(items):
     return [breed(p) for p in items]
 
 
+def _split(items, labels, root, **kw):
+    "`split_indices` with catdog-train's defaults for what a test does not name."
+    d = TrainConfig()
+    return split_indices(items, labels, root, **{"split": d.split, "valid_pct": d.valid_pct, "seed": d.seed, **kw})
+
+
 def test_random_split_is_seeded_and_keeps_every_valid_class_in_train():
     items, _ = find_images(PETS)
     labels = _labels(items)
-    cfg = tiny_cfg(PETS, valid_pct=0.3, seed=1)
-    t1, v1 = split_indices(items, labels, cfg, PETS)
-    t2, v2 = split_indices(items, labels, cfg, PETS)
+    t1, v1 = _split(items, labels, PETS, valid_pct=0.3, seed=1)
+    t2, v2 = _split(items, labels, PETS, valid_pct=0.3, seed=1)
     assert (t1, v1) == (t2, v2) and not set(t1) & set(v1) and len(t1) + len(v1) == len(items)
     assert {labels[i] for i in v1} <= {labels[i] for i in t1}
-    t3, v3 = split_indices(items, labels, tiny_cfg(PETS, valid_pct=0.3, seed=2), PETS)
+    t3, v3 = _split(items, labels, PETS, valid_pct=0.3, seed=2)
     assert v3 != v1
 
 
 def test_stratified_split_puts_every_breed_in_validation():
     items, _ = find_images(PETS)
     labels = _labels(items)
-    _, valid = split_indices(items, labels, tiny_cfg(PETS, split="stratified", valid_pct=0.34), PETS)
+    _, valid = _split(items, labels, PETS, split="stratified", valid_pct=0.34)
     assert {labels[i] for i in valid} == set(labels)
 
 
@@ -105,7 +107,7 @@ def test_class_with_one_image_stays_in_training(pets_copy, caplog):
     shutil.copy(PETS / "Birman_15.jpg", pets_copy / "Birman_15.jpg")
     items, _ = find_images(pets_copy)
     labels = _labels(items)
-    train, valid = split_indices(items, labels, tiny_cfg(pets_copy, split="stratified", valid_pct=0.5), pets_copy)
+    train, valid = _split(items, labels, pets_copy, split="stratified", valid_pct=0.5)
     birman = labels.index("Birman")
     assert birman in train and birman not in valid
     assert "single image" in caplog.text
@@ -129,7 +131,7 @@ def _fake_pets_root(tmp_path, pets_copy, broken=False):
 def test_official_split_reads_annotations(tmp_path, pets_copy):
     root, test = _fake_pets_root(tmp_path, pets_copy)
     items, _ = find_images(image_dir(root))
-    train, valid = split_indices(items, _labels(items), tiny_cfg(root, split="official"), root)
+    train, valid = _split(items, _labels(items), root, split="official")
     assert {items[i].stem for i in valid} == test
     assert not {items[i].stem for i in train} & test
 
@@ -138,9 +140,9 @@ def test_broken_annotations_say_where(tmp_path, pets_copy):
     root, _ = _fake_pets_root(tmp_path, pets_copy, broken=True)
     items, _ = find_images(image_dir(root))
     with pytest.raises(DataError, match=r"test\.txt:\d+"):
-        split_indices(items, _labels(items), tiny_cfg(root, split="official"), root)
+        _split(items, _labels(items), root, split="official")
     with pytest.raises(DataError, match="needs"):
-        split_indices(items, _labels(items), tiny_cfg(PETS, split="official"), PETS)
+        _split(items, _labels(items), PETS, split="official")
 
 
 def test_dls_batches_have_the_right_shape_and_vocab():
@@ -194,8 +196,6 @@ def test_image_cache_never_travels_in_a_pickle_and_respects_its_budget(pets_copy
 
 
 def test_default_split_is_stratified_so_every_breed_is_validated():
-    from catdog_fastai import TrainConfig
-
     assert TrainConfig().split == "stratified"
 
 

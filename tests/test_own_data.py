@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import PETS, tiny_cfg
 
-from catdog_fastai.data import DataError, find_data, get_dls
+from catdog_fastai.data import get_dls
+from catdog_fastai.errors import DataError
+from catdog_fastai.sources import find_data
 
 PHOTOS = sorted(PETS.glob("*.jpg"))
 BEARS = ("black", "grizzly", "teddy")
@@ -57,7 +59,7 @@ def test_labels_are_the_class_folder_names(tmp_path):
     assert found.layout == "folders" and found.is_valid is None
     assert found.labels == [p.parent.name for p in found.items] and set(found.labels) == set(BEARS)
     dls = get_dls(tiny_cfg(tmp_path / "out", data=str(root)))
-    assert list(dls.vocab) == sorted(BEARS) and dls.layout == "folders"
+    assert list(dls.vocab) == sorted(BEARS)
     assert {Path(p).parent.name for p in dls.valid_ds.items} == set(BEARS)  # stratified: every class validated
 
 
@@ -82,8 +84,9 @@ def test_pets_names_in_train_and_valid_are_split_without_the_flag(tmp_path):
 def test_csv_labels_relative_to_its_folder(tmp_path, monkeypatch):
     csv = bears_csv(tmp_path / "data")
     monkeypatch.chdir(tmp_path)  # file names are relative to the CSV, not to the working directory
+    assert find_data(csv).layout == "csv"
     dls = get_dls(tiny_cfg(tmp_path / "out", data=str(csv)))
-    assert list(dls.vocab) == sorted(BEARS) and dls.layout == "csv"
+    assert list(dls.vocab) == sorted(BEARS)
     assert {Path(p).parent for p in dls.train_ds.items} == {tmp_path / "data" / "photos"}
     assert {dls.vocab[int(y)] for _, y in dls.valid_ds} == set(BEARS)  # stratified: every class validated
 

@@ -1,11 +1,13 @@
 """Run `app.py` on localhost and put bounded load on it: shared by the tests and the benchmarks.
 
-Traffic goes to 127.0.0.1 only, and every loop is bounded in count and time. `start_app` runs the `app.py` beside
-this package (a source checkout, as the tests and benchmarks use it).
+Traffic goes to 127.0.0.1 only, and every loop is bounded in count and time. `start_app` runs the repository's
+`app.py` by default, or any other app file given (two apps side by side, for comparison). Harness code, so it lives
+in `benchmarks/`, not in the package.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -14,9 +16,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .benchmark import Timing
+from bench import Timing
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+APP = Path(__file__).resolve().parent.parent / "app.py"  # the repository's app
 
 
 def free_port() -> int:
@@ -26,27 +28,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(model_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    "Launch `python app.py` on a free localhost port; return (process, url) once it answers (60 s at most)."
+def start_app(
+    model_dir: Path, log: Path, app: Path = APP, python: str = sys.executable
+) -> tuple[subprocess.Popen, str]:
+    """Launch `python <app> --model model_dir` (from the app's folder) on a free localhost port; return (process,
+    url) once it answers (60 s at most). `app` and `python` are parameters so that two apps (another version's, with
+    its own environment) can be started side by side."""
+    app = Path(app).resolve()
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(APP), "--model", str(model_dir), "--port", str(port)],
+        [python, str(app), "--model", str(model_dir), "--port", str(port)],
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
-        cwd=APP.parent,
+        cwd=app.parent,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"app.py exited early:\n{log.read_text()}")
+            raise RuntimeError(f"{app.name} exited early:\n{log.read_text()}")
         try:
             urllib.request.urlopen(url, timeout=2).close()
             return proc, url
         except OSError:
             time.sleep(0.5)
     proc.kill()
-    raise RuntimeError(f"app.py did not answer on {url} within 60 s:\n{log.read_text()}")
+    raise RuntimeError(f"{app.name} did not answer on {url} within 60 s:\n{log.read_text()}")
+
+
+def cpu_s(pid: int) -> float:
+    "CPU seconds (user + system) a process has used so far, from /proc (Linux)."
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:

@@ -1,5 +1,8 @@
 """The harness every script in `benchmarks/` uses: timing, the machine it ran on, and JSON results.
 
+It lives beside the scripts, not in the package: users who pip install catdog_fastai get no benchmark code. Scripts
+run as `python benchmarks/x.py` find it on their path, and pytest adds `benchmarks/` (pyproject's `pythonpath`).
+
 Modelled on timm's `benchmark.py`: warm-up calls first, the GPU synchronised before each clock read, medians with
 their spread, and one JSON file per benchmark that records the command, its arguments, the machine (CPU or GPU,
 cores, memory, library versions, commit) and the figures, so a number in BENCHMARKS.md can be traced and re-run.
@@ -29,9 +32,10 @@ from typing import Any
 
 import torch
 
-from .export import versions, write_json
+from catdog_fastai.files import write_json
+from catdog_fastai.meta import versions
 
-RESULTS = Path("benchmarks") / "results"  # relative to the repository root, where the benchmarks are run from
+RESULTS = Path(__file__).resolve().parent / "results"  # benchmarks/results, wherever the script is run from
 LIBRARIES = ("torchvision", "gradio", "numpy")  # besides the ones an export records
 
 
@@ -125,6 +129,13 @@ def time_command(code: str, n: int = 3) -> Timing:
     return time_fn(lambda: subprocess.run([sys.executable, "-c", code], check=True, capture_output=True), n, warmup=0)
 
 
+def cold_starts(codes: dict[str, str], repeats: int = 3) -> dict[str, dict[str, Any]]:
+    "`time_command` for each named snippet (process start to its first prediction), printed on one line."
+    res = {k: time_command(code, repeats).as_dict() for k, code in codes.items()}
+    print("cold start to first prediction: " + " | ".join(f"{k} {v['median_s']:.2f} s" for k, v in res.items()))
+    return res
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -193,7 +204,9 @@ def parser(doc: str | None, name: str) -> argparse.ArgumentParser:
     "An argument parser showing the script's docstring, with the `--json` option every benchmark shares."
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "--json", type=Path, help=f"where to write the results (default: {RESULTS}/{name}-<cpu|gpu model>.json)"
+        "--json",
+        type=Path,
+        help=f"where to write the results (default: benchmarks/results/{name}-<cpu|gpu model>.json)",
     )
     return ap
 
