@@ -21,7 +21,7 @@ from fastai.learner import AvgSmoothLoss, Learner
 from .config import TrainConfig
 from .distributed import base_dl, is_main, unwrap, world_size
 from .errors import ResumeError
-from .export import atomic_write
+from .files import atomic_write
 from .metrics import best_epoch
 
 log = logging.getLogger("catdog_fastai")
@@ -125,6 +125,7 @@ class Checkpointer(Callback):
             state=self.state,
             config=self.cfg.to_dict(),
             rng=_rng_state(self.dls),
+            smooth_loss=_smooth_loss_state(self.recorder.smooth_loss),
         )
         atomic_write(self.out / CHECKPOINT, lambda p: torch.save(ckpt, p))
         if self.print_lines:
@@ -171,6 +172,29 @@ def _set_rng_state(s: dict, dls: DataLoaders) -> None:
     base_dl(dls.train).rng.setstate(s["dl"])
 
 
+def _smooth_loss_state(m: AvgSmoothLoss) -> dict:
+    return dict(val=m.val.detach().cpu(), count=m.count)
+
+
+class _RestoreSmoothLoss(Callback):
+    """Continue the smoothed training loss where the interrupted fit left it, instead of from Recorder's reset.
+
+    fastai's smoothed loss runs across the epochs of a fit, so without this the resumed epoch's `train_loss`
+    would differ from the uninterrupted run's (the weights would not)."""
+
+    order = 60  # after Recorder (50) resets it in before_fit
+
+    def __init__(self, state: dict):
+        self.state = state
+
+    def before_fit(self) -> None:
+        m = self.recorder.smooth_loss
+        m.val, m.count = self.state["val"].to(m.val.device), self.state["count"]
+
+    def after_fit(self) -> None:
+        self.learn.remove_cb(self)  # once: the next phase starts its own smoothed loss
+
+
 @dataclass
 class ResumePoint:
     """Where an interrupted run stopped, read from OUT/checkpoint.pth: the whole of `--resume` in one object."""
@@ -206,9 +230,11 @@ class ResumePoint:
         return (phase + 1, 0) if epoch >= self.ckpt["n_epoch"] else (phase, epoch)
 
     def restore(self, learn: Learner, dls: DataLoaders) -> None:
-        "Weights, and mid-phase also the optimizer moments and RNG streams, as the interrupted run had them."
+        "Weights, and mid-phase also the optimizer moments, RNG streams and smoothed loss the interrupted run had."
         learn.model.load_state_dict(self.ckpt["model"])
         if self.start()[1] > 0:
             learn.create_opt()
             learn.opt.load_state_dict(self.ckpt["opt"])
             _set_rng_state(self.ckpt["rng"], dls)
+            if "smooth_loss" in self.ckpt:  # older checkpoints lack it: only train_loss differs then
+                learn.add_cb(_RestoreSmoothLoss(self.ckpt["smooth_loss"]))

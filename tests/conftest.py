@@ -1,33 +1,40 @@
 """Shared fixtures: the in-repo Pets photos and one tiny model trained once per test session.
 
+Markers (declared in pyproject.toml): the default run leaves out `e2e` (end-to-end runs of minutes: the load test,
+the notebook, torchrun, a real SIGTERM), `browser` (Chromium) and `slow` (real weights and photos); each behaviour
+they check also has a fast test in the default run.
+
 Nothing here touches the network: `no_network` makes any socket connection fail, as it does for offline users.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import signal
 import socket
 from pathlib import Path
 
 import pytest
+from appcheck import start_app
 
 from catdog_fastai import TrainConfig
-from catdog_fastai.appcheck import start_app
 
 PETS = Path(__file__).parent / "data" / "pets"  # 113 real Oxford-IIIT Pets photos, CC BY-SA 4.0 (see ATTRIBUTION.md)
 TINY = dict(arch="test_efficientnet", pretrained=False, size=64, presize=80, bs=16, workers=0)
 TINY_ARGS = ["--arch", TINY["arch"], "--no-pretrained", "--size", str(TINY["size"]), "--presize", str(TINY["presize"])]
 TINY_ARGS += ["--workers", str(TINY["workers"])]  # the same settings for catdog-train's command line (no --bs)
+SMALL = dict(size=32, presize=40)  # a quarter of the pixels, for runs that check behaviour, not the export's figures
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--shared", default=os.environ.get("CATDOG_SHARED"), help="path to ../shared (slow tests)")
+    parser.addoption("--shared", default=os.environ.get("CATDOG_SHARED"), help="real weights and photos (slow tests)")
 
 
 @pytest.fixture(scope="session")
 def shared(request: pytest.FixtureRequest) -> Path:
-    "The team's ../shared folder (real weights and data); slow tests only."
+    "A folder of real weights and photos beside the clone (../shared), if present; slow tests only."
     path = request.config.getoption("--shared")
     if not path or not Path(path, "weights").is_dir():
         pytest.fail("slow tests need the shared data: pass --shared PATH or set CATDOG_SHARED=PATH (e.g. ../shared)")
@@ -76,3 +83,15 @@ def app_url(breeds_model: Path, tmp_path_factory: pytest.TempPathFactory):
     yield url
     proc.terminate()
     proc.wait(timeout=30)
+
+
+@pytest.fixture(autouse=True)
+def _cli_leaves_no_trace():
+    "`catdog-train`'s main() run in-process sets up logging and a SIGTERM handler: put both back after each test."
+    root = logging.getLogger()
+    handlers, level, sigterm = list(root.handlers), root.level, signal.getsignal(signal.SIGTERM)
+    yield
+    for h in [h for h in root.handlers if type(h) is logging.StreamHandler and h not in handlers]:
+        root.removeHandler(h)  # basicConfig's, writing to this test's captured stdout
+    root.setLevel(level)
+    signal.signal(signal.SIGTERM, sigterm)

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 import torch
-from conftest import tiny_cfg
+from conftest import SMALL, tiny_cfg
 from torch import nn
 
 from catdog_fastai import prototypes
@@ -78,7 +78,7 @@ def test_frozen_bn_keeps_the_pretrained_statistics(tmp_path, monkeypatch, freeze
         return out
 
     monkeypatch.setattr(train_mod, "start_from_pretrained", spy)
-    train_model(tiny_cfg(tmp_path, task="catdog", freeze_bn=freeze_bn, wise=1.0, pkl=False))
+    train_model(tiny_cfg(tmp_path, task="catdog", freeze_bn=freeze_bn, wise=1.0, pkl=False, epochs=0, **SMALL))
     after = _bn_stats(seen["model"])
     same = all(torch.equal(seen["before"][k].cpu(), after[k].cpu()) for k in after)
     assert same == freeze_bn
@@ -97,7 +97,7 @@ def test_report_and_summary_set_the_baseline_beside_fine_tuning(breeds_model, ca
 
 def test_zero_epochs_exports_the_training_free_baseline(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="catdog_fastai"):
-        summary = train_model(tiny_cfg(tmp_path, task="breeds", epochs=0, freeze_epochs=0, pkl=False))
+        summary = train_model(tiny_cfg(tmp_path, task="catdog", epochs=0, freeze_epochs=0, pkl=False, **SMALL))
     assert summary["valid_balanced_accuracy"] == summary["baseline_balanced_accuracy"]
     assert summary["exported_epoch"] == 0 and "fine-tuning added +0.0000" in caplog.text
     with pytest.raises(ValueError, match="--head cosine"):

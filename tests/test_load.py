@@ -1,11 +1,20 @@
-"""Load on the running app (localhost only, bounded): 50 concurrent clients, then 1,000 more predictions."""
+"""Load on the running app (localhost only, bounded): a handful of concurrent clients in the default run; 50
+concurrent clients, then 1,000 more predictions and the app's memory, end to end (e2e, minutes)."""
 
+import pytest
+from appcheck import hammer, rss_mb, start_app
 from conftest import PETS
 from gradio_client import Client, handle_file
 
-from catdog_fastai.appcheck import hammer, rss_mb, start_app
+
+def test_concurrent_clients_each_get_the_answer_given_alone(app_url):
+    photo = PETS / "Bengal_1.jpg"
+    alone = Client(app_url, verbose=False).predict(handle_file(str(photo)), api_name="/predict")["label"]
+    burst = hammer(app_url, photo, clients=6, per_client=2, deadline_s=60, expect=alone)
+    assert burst["failed"] == 0 and burst["ok"] == 12, burst["errors"]  # none lost, none mixed up
 
 
+@pytest.mark.e2e
 def test_fifty_concurrent_clients_then_a_thousand_predictions(breeds_model, tmp_path):
     proc, url = start_app(breeds_model, tmp_path / "app.log")  # its own app, so its memory is ours to read
     try:

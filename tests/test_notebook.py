@@ -1,8 +1,12 @@
-"""notebooks/01_cats_vs_dogs.ipynb runs top to bottom (on the tiny fixture), and is stored without outputs."""
+"""notebooks/01_cats_vs_dogs.ipynb runs top to bottom (on the tiny fixture; e2e: a kernel, lr_find, two
+trainings), and is stored without outputs; in the default run, its code parses and what it imports exists."""
 
+import ast
+import importlib
 from pathlib import Path
 
 import nbformat
+import pytest
 from conftest import PETS
 from nbclient import NotebookClient
 
@@ -21,6 +25,18 @@ def test_notebook_imports_and_does_not_redefine_the_package():
     assert "def " not in src and "lambda" not in src
 
 
+def test_notebook_code_parses_and_its_imports_exist():
+    "What a rename in the package breaks first: a name the notebook imports (the e2e test runs it all)."
+    cells = [c.source for c in nbformat.read(NB, as_version=4).cells if c.cell_type == "code"]
+    src = "\n".join(line for c in cells for line in c.splitlines() if not line.startswith("%"))  # no IPython magics
+    imports = [n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.ImportFrom)]
+    ours = [(n.module, a.name) for n in imports if n.module.startswith("catdog_fastai") for a in n.names]
+    assert ours
+    missing = [f"{m}.{name}" for m, name in ours if not hasattr(importlib.import_module(m), name)]
+    assert missing == []
+
+
+@pytest.mark.e2e
 def test_notebook_executes_on_the_fixture(tmp_path):
     nb = nbformat.read(NB, as_version=4)
     idx = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
