@@ -1,4 +1,6 @@
-"""Inference speed of the pickle-free predictor against a raw forward and fastai's `learn.predict`.
+"""Inference speed of the pickle-free predictor (torch backend) against a raw forward and fastai's `learn.predict`.
+
+torch against ONNX Runtime: `serving.py`.
 
     python benchmarks/inference.py --model models [--images ../shared/data/pets-dev/images] [--n 50] [--tta]
 
@@ -14,9 +16,9 @@ import copy
 import warnings
 from pathlib import Path
 
+import bench
 import torch
 
-from catdog_fastai import benchmark as bench
 from catdog_fastai import load_predictor
 
 
@@ -33,15 +35,13 @@ def main() -> None:
     m = bench.machine()
     files = sorted(Path(args.images).glob("*.jpg"))[: max(args.bs, 8)]
     photo = files[0]
-    pred = load_predictor(args.model, device="cpu", tta=args.tta)
+    pred = load_predictor(args.model, device="cpu", tta=args.tta, backend="torch")
     model = pred.model
-    print(
-        f"{bench.describe(m)}\nmodel {pred.meta['arch']} at {pred.size} px, {'2 views (TTA)' if args.tta else '1 view'}"
-    )
-    res: dict = dict(arch=pred.meta["arch"], size=pred.size, tta=args.tta)
+    print(f"{bench.describe(m)}\nmodel {pred.meta.arch} at {pred.size} px, {'2 views (TTA)' if args.tta else '1 view'}")
+    res: dict = dict(arch=pred.meta.arch, size=pred.size, tta=args.tta)
 
     def tensor(f: Path) -> torch.Tensor:
-        return pred.normalize(pred.preprocess(f)[None])
+        return torch.from_numpy(pred.normalize(pred.preprocess(f)[None]))
 
     def raw_forward(x: torch.Tensor, net: torch.nn.Module = model) -> torch.Tensor:
         with torch.inference_mode():
@@ -87,7 +87,7 @@ def main() -> None:
     pkl = Path(args.model) / "model.pkl"
     cold = {
         "load_predictor": "from catdog_fastai import load_predictor\n"
-        f"load_predictor({args.model!r}).predict({str(photo)!r})"
+        f"load_predictor({args.model!r}, backend='torch').predict({str(photo)!r})"
     }
     if pkl.is_file():
         import fastai.callback.progress  # noqa: F401 - patches Learner.no_bar
@@ -120,11 +120,7 @@ def main() -> None:
             f"learn = load_learner({str(pkl)!r})\n"
             f"with learn.no_bar(): learn.predict(Path({str(photo)!r}))"
         )
-    res["cold_start"] = {k: bench.time_command(code, args.cold_repeats).as_dict() for k, code in cold.items()}
-    print(
-        "cold start to first prediction: "
-        + " | ".join(f"{k} {v['median_s']:.2f} s" for k, v in res["cold_start"].items())
-    )
+    res["cold_start"] = bench.cold_starts(cold, args.cold_repeats)
     print(f"results: {bench.save('inference' + ('-tta' if args.tta else ''), res, args, m)}")
 
 

@@ -1,7 +1,8 @@
 """catdog_fastai: fast.ai lesson 1 (cats vs dogs, 37 breeds) as dependable software.
 
-Serving needs only torch and timm (`load_predictor`); training names (`get_dls`, `get_learner`, `train`) import
-fastai on first use, so `from catdog_fastai import load_predictor` stays quick.
+Serving (`load_predictor`) needs NumPy, Pillow and safetensors, plus ONNX Runtime or torch + timm for the forward
+pass; training names (`get_dls`, `get_learner`, `train`) import fastai on first use, so
+`from catdog_fastai import load_predictor` stays quick and works without torch.
 """
 
 from __future__ import annotations
@@ -10,18 +11,16 @@ import importlib
 from typing import Any
 
 from .config import TrainConfig
-from .errors import CatdogError
-from .export import ExportError
+from .errors import CatdogError, DataError, ExportError
 from .images import ImageError, open_image
 from .labels import breed, cat_or_dog, is_cat
 from .predict import Prediction, Predictor, UnsafeModelError, load_predictor
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 _LAZY = {  # name -> module: these import fastai
     "get_dls": "data",
     "PetImage": "data",
-    "DataError": "data",
     "get_learner": "train",
     "train_model": "train",
     "report": "evaluate",
@@ -39,6 +38,7 @@ __all__ = [
     "Predictor",
     "Prediction",
     "CatdogError",
+    "DataError",
     "UnsafeModelError",
     "load_predictor",
     "__version__",

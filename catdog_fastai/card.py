@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CatdogError
-from .export import PKL, atomic_write, read_meta
+from .files import atomic_write
 from .labels import TASKS
-from .verdict import is_pet_model, rule_from_meta, unknown_text
+from .meta import ONNX, PKL, ModelMeta, read_meta
+from .verdict import GATES, is_pet_model, read_rule, unknown_text
 
 log = logging.getLogger("catdog_fastai")
 
-CARD, REPORT, ONNX = "README.md", "report.json", "model.onnx"
+CARD, REPORT = "README.md", "report.json"
 LICENSE = "apache-2.0"  # the project's own licence; the Oxford-IIIT Pet photos are CC BY-SA 4.0
 MARKER = "<!-- model card written by catdog_fastai.card; regenerated on every export -->"  # ours to overwrite
 N_WEAKEST = 5  # weakest classes named under "Limits"
@@ -77,13 +78,17 @@ class CardError(CatdogError):
     """The model card cannot be written where asked; the message says why."""
 
 
-def model_card(meta: dict[str, Any], report: dict[str, Any] | None = None, files: Collection[str] | None = None) -> str:
-    """The text of `README.md` for the export `meta` (model.json's dict) and `report` (report.json's, optional).
+def model_card(
+    meta: ModelMeta | dict[str, Any], report: dict[str, Any] | None = None, files: Collection[str] | None = None
+) -> str:
+    """The text of `README.md` for the export `meta` (model.json, as read by `meta.read_meta` or as its JSON) and
+    `report` (report.json's, optional). The card shows the file's own fields, so it renders the JSON form.
 
     Only `arch`, `vocab` and `size` are required: exports from older versions, or made by hand, still get a card.
     `files`: the names of the files in the export folder, so the card mentions `model.pkl` / `model.onnx` only when
     they are there; None guesses from `meta` (the config's `pkl` flag, an `onnx` entry).
     """
+    meta = meta.to_json() if isinstance(meta, ModelMeta) else meta
     report = report or {}
     pkl = PKL in files if files is not None else bool(_cfg(meta).get("pkl", True))
     onnx = ONNX in files if files is not None else "onnx" in meta
@@ -184,16 +189,8 @@ def _rule(meta: dict[str, Any]) -> dict[str, Any] | None:
     rule = meta.get("verdict")
     if isinstance(rule, dict) and _finite(rule.get("threshold")):
         return {**rule, "views": True}  # fitted on each photo as it is, at low resolution and in grayscale
-    legacy = rule_from_meta({"ood": _ood(meta)})
+    legacy = read_rule(None, _ood(meta))
     return legacy if legacy is not None and _finite(legacy["threshold"]) else None
-
-
-_GATES = {  # when the unknown verdict is said, per gate (`verdict.py`)
-    "imagenet": "ImageNet's own classifier, kept from the pretrained backbone, puts too little probability on its "
-    "dog and domestic-cat classes",
-    "features": "the photo's backbone features are farther from every class's mean than the threshold",
-    "energy": "the energy score of its outputs is above the threshold",
-}
 
 
 def _verdict_rates(meta: dict[str, Any]) -> dict[str, float]:
@@ -580,7 +577,7 @@ def _verdict_rows(meta: dict[str, Any]) -> list[str]:
     rule = _rule(meta)
     if rule is None:
         return ["- Other animals, people and objects still get one of its classes: it has no 'unknown' verdict."]
-    when = _GATES.get(rule.get("gate"), f"its {rule.get('gate')} score is above the threshold")
+    when = GATES.get(rule.get("gate"), f"its {rule.get('gate')} score is above the threshold")
     keep, n = rule.get("keep"), rule.get("n_valid")
     how = f"threshold {rule['threshold']:.4f}"
     if _finite(keep) and rule.get("views"):

@@ -64,15 +64,15 @@ class TrainConfig:
     cache: bool = _f(
         False,
         "decode each photo once and keep it in RAM (at most a quarter of available memory) instead of decoding "
-        "it again every epoch; no speed-up measured on a 2-core CPU or an H100 (BENCHMARKS.md), costs ~1.5 GB "
-        "for all of Pets",
+        "it again every epoch; off by default: it helps only where decoding, not the model, sets the pace (few "
+        "CPU cores per GPU), and it holds every photo in memory (BENCHMARKS.md §5)",
         "data",
     )
     # model
     arch: str = _f(
         "tf_efficientnet_lite0",
-        "any timm model name; the default is the best accuracy per CPU "
-        "millisecond of the measured candidates (see README)",
+        "any timm model name; the default is the one the accuracy figures are measured with, and of the "
+        "EfficientNet-Lite backbones the fastest to train and to serve on a CPU (BENCHMARKS.md §7)",
         "model",
     )
     pretrained: bool = _f(True, "start from ImageNet weights (timm Hub, or --weights FILE offline)", "model")
@@ -100,8 +100,8 @@ class TrainConfig:
     wise: float = _f(
         1.0,
         "weight-space ensemble (WiSE-FT, Wortsman et al., CVPR 2022): export (1 - wise) x the starting weights + "
-        "wise x the fine-tuned ones; 1 (the default: mixing lowered held-out accuracy, BENCHMARKS.md §1) exports "
-        "the fine-tuned weights, 0 the untrained start",
+        "wise x the fine-tuned ones; 1 (the default: mixing did not raise held-out accuracy, BENCHMARKS.md §1) "
+        "exports the fine-tuned weights, 0 the untrained start",
         "train",
     )
     label_smoothing: float = _f(0.0, "label smoothing for the cross-entropy loss; 0 disables", "train")
@@ -116,9 +116,8 @@ class TrainConfig:
     logit_adjust: float = _f(
         1.0,
         "tau of the logit-adjusted loss (Menon et al. 2021): the model learns class-balanced probabilities from "
-        "imbalanced photos (+0.08 balanced breed accuracy on pets-dev, BENCHMARKS.md); exactly cross-entropy on "
-        "balanced data; "
-        "0 = plain cross-entropy",
+        "imbalanced photos, so a class with few training photos is not drowned out by the big ones; exactly "
+        "cross-entropy on balanced data; 0 = plain cross-entropy",
         "train",
     )
     seed: int = _f(42, "random seed for the split, the initial head weights and augmentation", "train")
@@ -129,7 +128,9 @@ class TrainConfig:
         choices=("auto", "fp32", "bf16", "fp16"),
     )
     channels_last: bool = _f(
-        True, "channels_last memory format: faster convolutions on a GPU and on the CPU (oneDNN)", "train"
+        True,
+        "channels_last memory format: faster convolutions on a GPU and on the CPU (oneDNN; BENCHMARKS.md §4)",
+        "train",
     )
     # output
     out: str = _f("models", "output folder: model.safetensors + model.json, model.pkl, report, history.csv", "output")
@@ -149,6 +150,11 @@ class TrainConfig:
         choices=("none", "tensorboard", "wandb"),
     )
     pkl: bool = _f(True, "also write model.pkl (fastai learn.export) beside the pickle-free export", "output")
+    onnx: bool = _f(
+        True,
+        "also write model.onnx, the same network for ONNX Runtime (serving without torch, faster on CPUs)",
+        "output",
+    )
 
     def lr_value(self) -> float | None:
         "The numeric learning rate, or None for 'auto'."

@@ -14,3 +14,11 @@ class ResumeError(CatdogError):
 
 class OutputError(CatdogError):
     """The output folder cannot be written."""
+
+
+class ExportError(CatdogError):
+    """An export that is missing, damaged, or from an incompatible version; the message says which."""
+
+
+class DataError(CatdogError):
+    """Training data that cannot be used; the message says what was expected."""

@@ -18,9 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .export import ExportError, atomic_write, write_json
-from .labels import TASKS, is_pets_name
-from .metrics import FEW_VALID, few_photo_classes, is_pets_vocab, label_scores, scores
+from .errors import ExportError
+from .files import atomic_write, write_json
+from .labels import TASKS, is_pets_name, is_pets_vocab
+from .metrics import FEW_VALID, few_photo_classes, label_scores, scores
+from .verdict import GATES
 
 log = logging.getLogger("catdog_fastai")
 
@@ -36,6 +38,7 @@ def report(
     calibration: dict[str, Any] | None = None,
     baseline: dict[str, Any] | None = None,
     verdict: dict[str, Any] | None = None,
+    labels_from: str = "pets",
 ) -> dict[str, Any]:
     """Evaluate `learn` on its validation set; write report.json and the two PNGs to `out`; print a summary.
 
@@ -43,6 +46,7 @@ def report(
     `verdict`: the export's `verdict` entry (`ood.fit`), summarised in one line.
     `baseline`: the training-free nearest-class-mean classifier's `label_scores` on the same validation photos
     (`train.start_from_pretrained`), set beside the fine-tuned figures.
+    `labels_from`: where the labels came from (`sources.LAYOUTS`); cat/dog figures only for Pets names.
     """
     import matplotlib
 
@@ -67,7 +71,7 @@ def report(
         n_classes=len(vocab),
     )
     files = [Path(f) for f in interp.dl.items]
-    pets = getattr(learn.dls, "layout", "pets") == "pets"  # labels from Pets names, not a user's folders
+    pets = labels_from == "pets"  # labels from Pets names, not a user's folders
     if pets and is_pets_vocab(vocab) and all(is_pets_name(f) for f in files):  # a breed implies cat or dog
         cd = scores(files, predicted, "breeds")
         summary.update(
@@ -120,9 +124,8 @@ def _summary_lines(summary: dict[str, Any], most: list, out: Path) -> list[str]:
         )
     rule = summary.get("verdict")
     if rule:
-        gate = {"imagenet": "ImageNet's own classifier's cat and dog classes", "features": "the class means"}
         lines.append(
-            f"answers: unknown by {gate.get(rule['gate'], rule['gate'])} (threshold {rule['threshold']:.4f}, which "
+            f"answers: unknown when {GATES.get(rule['gate'], rule['gate'])} (threshold {rule['threshold']:.4f}, which "
             f"{rule['keep']:.0%} of the validation photos and their low-resolution and grayscale views pass, every "
             f"class the same); unsure when no class reaches {rule['known_min_prob']:.0%}"
         )
@@ -169,11 +172,12 @@ def evaluate_folder(model: str | os.PathLike, data: str | os.PathLike, bs: int =
     Plain and balanced accuracy, per-class recall and the confusion matrix for the model's own labels; for a
     breed model on Pets photos also the cat/dog figures its breeds imply.
     """
-    from .data import DataError, find_data
+    from .errors import DataError
     from .predict import load_predictor
+    from .sources import find_data
 
     pred = load_predictor(model)
-    task = pred.meta.get("task", "breeds")
+    task = pred.meta.task or "breeds"
     found = find_data(data, task if task in TASKS else "breeds")
     if found.layout == "pets" and task not in TASKS:
         raise DataError(
@@ -205,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True, help="labelled photos, as catdog-train --data takes them")
     ap.add_argument("--bs", type=int, default=32, help="images per forward pass")
     args = ap.parse_args(argv)
-    from .data import DataError
+    from .errors import DataError
 
     try:
         res = evaluate_folder(args.model, args.data, bs=args.bs)

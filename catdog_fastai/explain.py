@@ -21,11 +21,12 @@ class NoSpatialMapError(CatdogError):
 
 
 def gradcam(pred: Predictor, x: ImageInput, label: str | None = None) -> tuple[np.ndarray, str]:
-    """A (size, size) heatmap in [0, 1] for `label` (default: the predicted class), and that label."""
+    """A (size, size) heatmap in [0, 1] for `label` (default: the predicted class), and that label. Needs the
+    gradients of the torch model: `pred` is a torch-backend predictor (`load_predictor(..., backend="torch")`)."""
     body, head = pred.model[0], pred.model[1]
     if not body.needs_pool:
-        raise NoSpatialMapError(f"{pred.meta['arch']} returns pooled features: Grad-CAM needs a CNN feature map")
-    xin = pred.normalize(pred.preprocess(x)[None])
+        raise NoSpatialMapError(f"{pred.meta.arch} returns pooled features: Grad-CAM needs a CNN feature map")
+    xin = torch.from_numpy(pred.normalize(pred.preprocess(x)[None])).to(pred.backend.device)
     with torch.enable_grad():
         fmap = body(xin).detach().requires_grad_(True)
         logits = head(fmap)

@@ -1,28 +1,35 @@
-"""Writing and reading the export: `model.safetensors` + `model.json` (pickle-free) and `model.pkl` (fastai).
+"""Writing and reading the export: `model.safetensors` + `model.json` (pickle-free), `model.onnx` (ONNX Runtime)
+and `model.pkl` (fastai).
 
-Every file is written to a temporary name in the same folder and renamed into place, so a crash, a full disk or
-Ctrl-C mid-write leaves the previous good file untouched, never half a file. `model.json` records the arch, vocab,
-preprocessing and the library versions; on load it is checked against the weights so a mismatched or
-foreign file fails with a message instead of wrong predictions.
+Every file is written to a temporary name in the same folder and renamed into place (`files.atomic_write`), so a
+crash, a full disk or Ctrl-C mid-write leaves the previous good file untouched, never half a file. `model.json`
+(`meta.ModelMeta`) records the arch, vocab, preprocessing and the library versions; on load it is checked against
+the weights so a mismatched or foreign file fails with a message instead of wrong predictions.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import json
-import os
-import platform
-import tempfile
-from collections.abc import Callable
-from importlib import metadata
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import CatdogError
+from .errors import ExportError
+from .files import atomic_write, sha256
+from .meta import (
+    EXTRA_PREFIX,
+    META,
+    ONNX,
+    PKL,
+    WEIGHTS,
+    ModelMeta,
+    read_meta,
+    stamped,
+    versions,
+    write_meta,
+)
 
 if TYPE_CHECKING:
     from fastai.learner import Learner
@@ -30,73 +37,14 @@ if TYPE_CHECKING:
     from .config import TrainConfig
     from .ood import Fitted
 
-FORMAT_VERSION = 1  # bump when model.json's meaning changes; loaders refuse other versions
-WEIGHTS, META, PKL = "model.safetensors", "model.json", "model.pkl"
-EXTRA_PREFIX = "ood."  # tensors in model.safetensors that are not the model's weights (`save_safe(extra=...)`)
-
-
-class ExportError(CatdogError):
-    """An export that is missing, damaged, or from an incompatible version; the message says which."""
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
-    "Call `write(tmp_path)`, fsync, then rename onto `path`; on any failure remove the temp file and re-raise."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str) + "\n"))
-
-
-def versions(*extra: str) -> dict[str, str]:
-    """Versions of the libraries an export depends on (pickles break across some of these, e.g. timm renames),
-    and of the `extra` distributions asked for; the ones not installed are left out."""
-    out = {"python": platform.python_version()}
-    for name in ("catdog_fastai", "torch", "timm", "fastai", "safetensors", "pillow", *extra):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def save_safe(
-    model: torch.nn.Module,
-    meta: dict[str, Any],
-    out: str | os.PathLike,
-    extra: dict[str, torch.Tensor] | None = None,
-) -> dict[str, Any]:
-    """Write `model.safetensors` then `model.json` (which carries the weights' sha256, tying the pair together).
+    model: torch.nn.Module, meta: ModelMeta, out: str | Path, extra: dict[str, torch.Tensor] | None = None
+) -> ModelMeta:
+    """Write `model.safetensors` then `model.json` (which carries the weights' sha256, tying the pair together);
+    returns the record as written.
 
-    `extra` tensors (names starting `ood.`, e.g. the class means of the OOD score) are stored beside the weights.
+    `extra` tensors (names starting `ood.`, e.g. the class means of the unknown gate) are stored beside the weights.
     """
     out = Path(out)
     sd = {
@@ -104,44 +52,12 @@ def save_safe(
         for k, v in {**model.state_dict(), **(extra or {})}.items()
     }
     atomic_write(out / WEIGHTS, lambda p: save_file(sd, str(p), metadata={"format": "pt"}))
-    meta = {
-        "format_version": FORMAT_VERSION,
-        **meta,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "versions": versions(),
-        "weights_sha256": _sha256(out / WEIGHTS),
-    }
-    write_json(out / META, meta)
+    meta = stamped(meta, out / WEIGHTS)
+    write_meta(out, meta)
     return meta
 
 
-def read_meta(path: str | os.PathLike) -> dict[str, Any]:
-    "Read and check `model.json` (a folder or the file itself)."
-    path = Path(path)
-    meta_path = path / META if path.is_dir() else path
-    if not meta_path.is_file():
-        raise ExportError(
-            f"no {META} in {path.parent if not path.is_dir() else path}: train a model first "
-            "(catdog-train --out DIR) or point at the folder that holds model.json"
-        )
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ExportError(f"{meta_path} is not valid JSON ({e}); the export is damaged, re-export it") from None
-    fv = meta.get("format_version") if isinstance(meta, dict) else None
-    if fv != FORMAT_VERSION:
-        raise ExportError(
-            f"{meta_path} has export format {fv!r}, this catdog_fastai reads format {FORMAT_VERSION} "
-            f"(file written by {meta.get('versions', {}) if isinstance(meta, dict) else '?'}; running {versions()}). "
-            "Re-export the model with this version."
-        )
-    missing = [k for k in ("arch", "vocab", "size", "mean", "std") if k not in meta]
-    if missing:
-        raise ExportError(f"{meta_path} lacks {', '.join(missing)}: not a catdog_fastai export")
-    return meta
-
-
-def load_safe(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+def load_safe(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelMeta]:
     """Rebuild the model from `model.json` and load `model.safetensors` into it, checking every key and shape."""
     from .model import ModelError, build_model
 
@@ -151,15 +67,15 @@ def load_safe(path: str | os.PathLike, device: str | torch.device = "cpu") -> tu
     wpath = folder / WEIGHTS
     if not wpath.is_file():
         raise ExportError(f"{wpath} is missing; the export in {folder} is incomplete")
-    if meta.get("weights_sha256") not in (None, _sha256(wpath)):
+    if meta.weights_sha256 not in (None, sha256(wpath)):
         raise ExportError(
             f"{wpath} does not match {folder / META} (checksum differs): the pair was mixed up or "
             "a write was interrupted; re-export"
         )
     try:
-        model = build_model(meta["arch"], len(meta["vocab"]), pretrained=False, head=meta.get("head", "fastai"))
+        model = build_model(meta.arch, meta.n_classes, pretrained=False, head=meta.head)
     except ModelError as e:
-        raise ExportError(f"{e} (the export was made with {meta.get('versions')}, running {versions()})") from None
+        raise ExportError(f"{e} (the export was made with {meta.versions}, running {versions()})") from None
     try:
         sd = load_file(str(wpath), device="cpu")
     except Exception as e:  # safetensors raises its own error types for damaged headers
@@ -179,33 +95,20 @@ def load_safe(path: str | os.PathLike, device: str | torch.device = "cpu") -> tu
             if s
         )
         raise ExportError(
-            f"{wpath} does not fit {meta['arch']} with {len(meta['vocab'])} classes ({detail}). Exported with "
-            f"{meta.get('versions')}, running {versions()}."
+            f"{wpath} does not fit {meta.arch} with {meta.n_classes} classes ({detail}). Exported with "
+            f"{meta.versions}, running {versions()}."
         )
     model.load_state_dict(sd)
     return model.to(device).eval(), meta
 
 
-def read_extras(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors saved beside the weights (`save_safe(extra=...)`: class means, the gate's classifier); exports
-    made before one existed load without it."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    wpath = (path if path.is_dir() else path.parent) / WEIGHTS
-    if not wpath.is_file():
-        return {}
-    with safe_open(str(wpath), "pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys() if k.startswith(EXTRA_PREFIX)}
-
-
-def export_meta(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any]) -> dict[str, Any]:
-    "What `model.json` says about a model: enough to rebuild it, preprocess for it and judge it."
+def export_meta(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any], layout: str = "pets") -> ModelMeta:
+    """What `model.json` says about a model: enough to rebuild it, preprocess for it and judge it. `layout`: where
+    the labels came from (`sources.LAYOUTS`)."""
     from .model import norm_stats
 
     mean, std = norm_stats(learn.model)
-    layout = getattr(learn.dls, "layout", "pets")
-    return dict(
+    return ModelMeta(
         arch=cfg.arch,
         head=cfg.head,
         task=cfg.task if layout == "pets" else layout,  # "folders"/"csv": labels from the user's own layout
@@ -218,20 +121,30 @@ def export_meta(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any]) -> di
     )
 
 
-def export(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any], fitted: Fitted | None = None) -> Path:
-    """Write the pickle-free pair and (unless --no-pkl) `model.pkl`, each atomically.
+def export(
+    learn: Learner, cfg: TrainConfig, metrics: dict[str, Any], fitted: Fitted | None = None, layout: str = "pets"
+) -> Path:
+    """Write the pickle-free pair, `model.onnx` (unless --no-onnx; an architecture the exporter cannot trace gets a
+    warning and no graph) and `model.pkl` (unless --no-pkl), each atomically.
 
     `fitted` (`ood.fit`): model.json's `ood` and `verdict` entries and their tensors (class means, ImageNet's
     classifier for the gate); older exports have neither.
     """
+    from .onnx_export import write_onnx
+
     out = Path(cfg.out)
-    meta = export_meta(learn, cfg, metrics)
+    meta = export_meta(learn, cfg, metrics, layout)
     extra = None
     if fitted is not None:
-        meta["ood"], meta["verdict"], extra = fitted.ood, fitted.verdict, fitted.tensors
+        meta = dataclasses.replace(meta, ood=fitted.ood, verdict=fitted.verdict)
+        extra = fitted.tensors
     learn.model.float()
-    save_safe(learn.model, meta, out, extra)
+    meta = save_safe(learn.model, meta, out, extra)
+    if cfg.onnx:
+        meta = dataclasses.replace(meta, onnx=write_onnx(learn.model, meta, out))
+        write_meta(out, meta)
+    else:
+        (out / ONNX).unlink(missing_ok=True)  # a graph from an earlier export would not match these weights
     if cfg.pkl:
-        learn.catdog_meta = meta  # travels inside model.pkl, so load_predictor(trusted=True) needs nothing else
         atomic_write(out / PKL, lambda p: learn.export(p))
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 _PETS_NAME = re.compile(r"^(?P<breed>[A-Za-z][A-Za-z_]*?)_(?P<n>\d+)$")
@@ -47,6 +48,11 @@ def cat_or_dog(path: str | os.PathLike) -> str:
 def is_pets_name(path: str | os.PathLike) -> bool:
     "Whether a file is named `Breed_N.ext`, i.e. whether it can be labelled at all."
     return _PETS_NAME.match(_stem(path)) is not None
+
+
+def is_pets_vocab(vocab: Sequence[str]) -> bool:
+    "True for a 37-breed style vocab (every label a Pets breed name), where a breed implies cat or dog."
+    return bool(vocab) and "cat" not in vocab and all(is_pets_name(f"{v}_1") for v in vocab)
 
 
 def label_func(task: str):

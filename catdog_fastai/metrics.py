@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .labels import breed, breed_is_cat, cat_or_dog, is_pets_name
+from .labels import breed, breed_is_cat, cat_or_dog
 
 FEW_VALID = 5  # fewer validation photos than this in a class: its recall moves by >= 20 points per photo
 
@@ -103,11 +103,6 @@ def label_scores(actual: Sequence[str], predicted: Sequence[str], vocab: Sequenc
 def few_photo_classes(n_per_class: dict[str, int], few: int = FEW_VALID) -> list[str]:
     "Classes whose figures rest on fewer than `few` photos."
     return sorted(c for c, n in n_per_class.items() if n < few)
-
-
-def is_pets_vocab(vocab: Sequence[str]) -> bool:
-    "True for a 37-breed style vocab (every label a Pets breed name), where a breed implies cat or dog."
-    return bool(vocab) and "cat" not in vocab and all(is_pets_name(f"{v}_1") for v in vocab)
 
 
 def cv_folds(labels: Sequence[str], k: int = 5, seed: int = 0) -> list[int]:

@@ -12,8 +12,9 @@ import contextlib
 import difflib
 import functools
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -226,6 +227,18 @@ def build_model(
     model = _create_timm(check_arch(arch), pretrained, weights)
     body = Body(model, _split_classifier(model))
     return nn.Sequential(body, create_head(body.model.num_features, n_out, pool=body.needs_pool, kind=head))
+
+
+@torch.inference_mode()
+def gather(
+    model: nn.Module, fn: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], batches: Iterable[tuple[Any, Any]]
+) -> tuple[torch.Tensor, ...]:
+    """`fn`'s outputs over (images, targets) batches with `model` in eval mode, each concatenated as float32 on the
+    CPU, then the targets: the one loop behind the baseline's features and the export's calibration pass."""
+    model.eval()
+    outs = [(*(t.float().cpu() for t in fn(x.as_subclass(torch.Tensor))), y.as_subclass(torch.Tensor).cpu())
+            for x, y in batches]  # fmt: skip
+    return tuple(torch.cat(column) for column in zip(*outs))
 
 
 def pooled_features(model: nn.Sequential, x: torch.Tensor) -> torch.Tensor:

@@ -7,11 +7,7 @@ At export time `fit` fits, on the validation photos the model never trained on, 
 - its `verdict` entry, the gate and its threshold (`verdict.py` says which gate and why), fitted on the validation
   photos and their `hard_views`.
 
-The scores: `verdict.pet_probability` (ImageNet's own classifier), `mean_distance` (cosine distance of the pooled
-features to the nearest class mean, the means kept in model.safetensors) and, for exports made before 0.5,
-`energy` (-T * logsumexp(logits / T)).
-
-Torch only: the serving path (`predict`) imports this module without fastai.
+The scores themselves (`verdict.pet_probability`, `verdict.mean_distance`) are NumPy, shared with serving.
 """
 
 from __future__ import annotations
@@ -25,9 +21,10 @@ import torch
 from torch import nn
 
 from . import verdict
-from .prototypes import class_means, similarities
+from .model import gather
+from .prototypes import class_means
 
-MEANS_KEY = "ood.class_means"  # the class-mean tensor's name in model.safetensors, beside the model's weights
+MEANS_KEY = verdict.MEANS_KEY
 N_BINS = 15  # ECE bins, the usual choice since Guo et al.
 
 
@@ -79,22 +76,9 @@ def ece(probs: torch.Tensor, targets: torch.Tensor, n_bins: int = N_BINS) -> flo
     return err
 
 
-def energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    "Energy score (Liu et al., 2020): -T * logsumexp(logits / T); higher = less like the training photos."
-    return -temperature * torch.logsumexp(logits.double() / temperature, dim=1)
-
-
-def mean_distance(pooled: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
-    "Cosine distance from each feature vector to the nearest class mean: 0 on a mean, up to 2 opposite."
-    return 1 - similarities(pooled, means).max(1).values
-
-
-@torch.inference_mode()
 def collect(model: nn.Sequential, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
     "(logits, pooled features, targets) of the model in eval mode over (normalised images, targets) batches."
-    model.eval()
-    outs = [(*forward(model, x.as_subclass(torch.Tensor)), y.as_subclass(torch.Tensor)) for x, y in batches]
-    return tuple(torch.cat([o[i].float().cpu() for o in outs]) for i in range(3))
+    return gather(model, lambda x: forward(model, x), batches)
 
 
 def calibration(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
@@ -132,26 +116,35 @@ class Fitted:
     tensors: dict[str, torch.Tensor]
 
 
-def fit(learn: Any, keep: float = verdict.KEEP) -> Fitted:
+def fit(learn: Any, keep: float = verdict.KEEP, labels_from: str = "pets") -> Fitted:
     """Calibration and the verdict's gate for a fastai `Learner` at export time, from its validation photos and their
     `hard_views`. Cat/dog and Pets breed models whose backbone kept its ImageNet-1k classifier get the `imagenet`
     gate; every other model the `features` gate, whose class means come from its training photos seen the way
-    validation photos are (centre crop, no augmentation). See `verdict.py`."""
+    validation photos are (centre crop, no augmentation). `labels_from`: the data's layout (`sources.LAYOUTS`). See
+    `verdict.py`."""
     from .model import norm_stats
 
     model, dls = learn.model, learn.dls
-    logits, _, targets = collect(model, dls.valid)
     mean, std = (torch.tensor(v, device=dls.device).view(1, 3, 1, 1) for v in norm_stats(model))
-    views = ((v, y) for x, y in dls.valid for v in (x.as_subclass(torch.Tensor), *hard_views(x, mean, std)))
-    _, pooled, view_targets = collect(model, views)
+    view_of_row: list[torch.Tensor] = []  # which of HARD_VIEWS each row is: one pass serves calibration and gate
+
+    def views() -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in dls.valid:
+            for i, v in enumerate((x.as_subclass(torch.Tensor), *hard_views(x, mean, std))):
+                view_of_row.append(torch.full((len(y),), i))
+                yield v, y
+
+    all_logits, pooled, view_targets = collect(model, views())
+    as_is = torch.cat(view_of_row) == 0
+    logits, targets = all_logits[as_is], view_targets[as_is]
     clf = model[0].source_classifier
-    task = "breeds" if getattr(dls, "layout", "pets") == "pets" else None  # Pets names: cat and dog breeds
+    task = "breeds" if labels_from == "pets" else None  # Pets names: cat and dog breeds
     if clf is not None and verdict.is_pet_model([str(v) for v in dls.vocab], task):
-        gate, scores = "imagenet", 1 - verdict.pet_probability(pooled, *clf)
+        gate, scores = "imagenet", 1 - verdict.pet_probability(pooled.numpy(), *(t.float().cpu().numpy() for t in clf))
         tensors = {verdict.IMAGENET_WEIGHT: clf[0], verdict.IMAGENET_BIAS: clf[1]}
     else:
         _, train_pooled, train_targets = collect(model, dls.test_dl(dls.train.items, with_labels=True))
         means = class_means(train_pooled, train_targets, len(dls.vocab))
-        gate, scores, tensors = "features", mean_distance(pooled, means), {MEANS_KEY: means}
+        gate, scores, tensors = "features", verdict.mean_distance(pooled.numpy(), means.numpy()), {MEANS_KEY: means}
     rule = verdict.fit_gate(scores, view_targets.tolist(), gate, HARD_VIEWS, keep)
     return Fitted(calibration(logits, targets), rule, tensors)

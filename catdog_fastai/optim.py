@@ -11,7 +11,7 @@ from fastai.optimizer import SGD, Lamb, OptimWrapper, QHAdam, RAdam, RMSProp, ra
 def Adam(params: Any, lr: float, **kw: Any) -> OptimWrapper:  # noqa: N802 - named like fastai's optimizers
     """fastai's Adam (decoupled weight decay, betas 0.9/0.99, eps 1e-5) computed by `torch.optim.AdamW`.
 
-    Same update rule (same held-out accuracy, BENCHMARKS.md), but on a GPU torch's multi-tensor kernels update
+    Same update rule, but on a GPU torch's multi-tensor kernels update
     every weight in a few launches, where fastai's `Optimizer` runs a Python loop of small kernels per weight
     tensor. fastai's `OptimWrapper` keeps one-cycle momentum, freezing, discriminative rates and `--wd` (set by
     `fit`); unlike fastai's optimizer it also decays batch-norm and bias weights.

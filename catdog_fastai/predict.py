@@ -1,10 +1,11 @@
 """Predict from an export without fastai and without pickle: `load_predictor('models/').predict('cat.jpg')`.
 
 The serving path is decode (`images.open_image`) -> centre crop + resize (`images.center_crop_resize`, the
-validation view used in training) -> normalise -> forward -> softmax, plus the out-of-distribution verdict
-(`ood.py`: is this one of the model's classes at all?) and, for Pets breed models, cat or dog with the breeds'
-probabilities summed. It imports torch, timm and PIL only, so it starts fast, and it reads `model.safetensors`,
-which cannot run code. `model.pkl` is read only when the caller says the file is trusted.
+validation view used in training) -> normalise -> forward (`backends.py`: ONNX Runtime or torch) -> softmax, plus
+the verdict (`verdict.py`: known, unsure, or not one of the model's classes at all) and, for Pets breed models, cat
+or dog with the breeds' probabilities summed. Everything but the forward pass is NumPy and Pillow, the same code
+for both backends, so they see identical pixels and give the same answer. It reads `model.safetensors` /
+`model.onnx`, which cannot run code; `model.pkl` is read only when the caller says the file is trusted.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from . import ood, verdict
-from .export import PKL, ExportError, load_safe, read_extras
+from . import verdict
+from .backends import BACKENDS, Backend, OnnxBackend, TorchBackend, available
+from .errors import ExportError
+from .files import atomic_write, sha256
 from .images import IMAGE_EXTS, ImageError, ImageInput, center_crop_resize, open_image
-from .labels import breed_is_cat
-from .metrics import is_pets_vocab
+from .labels import breed_is_cat, is_pets_vocab
+from .meta import ONNX, PKL, WEIGHTS, ModelMeta, read_extras, read_meta
 
 log = logging.getLogger("catdog_fastai")
 
@@ -65,42 +67,43 @@ class UnsafeModelError(ExportError):
 
 
 class Predictor:
-    """A model plus the preprocessing it was trained with. `predict` one image, `predict_batch` many.
+    """An export's forward pass (`backend`: torch or ONNX Runtime) plus the preprocessing it was trained with and
+    what model.json says about its answers. `predict` one image, `predict_each`/`predict_batch` many.
 
     Probabilities are the model's softmax unless `calibrated=True`, which divides the logits by the temperature
-    fitted on the validation photos (`ood.calibration`): the figures to show people. The `unknown` verdict and the
-    species are the same either way; the verdict reads the calibrated figures. `tta=True` also looks at each photo's
-    mirror image and averages the two softmaxes: a second forward pass for no measurable gain (-0.003 +/- 0.005
-    balanced breed accuracy, BENCHMARKS.md §1), so it is off by default. Without it the probabilities are exactly
-    fastai's `learn.predict`.
+    fitted on the validation photos (`ood.calibration`): the figures to show people. The verdict and the species
+    are the same either way; the verdict reads the calibrated figures. `tta=True` also looks at each photo's
+    mirror image and averages the two softmaxes: a second forward pass for no measurable gain (BENCHMARKS.md §1),
+    so it is off by default. Without it the probabilities are fastai's `learn.predict`.
     """
 
     def __init__(
-        self,
-        model: torch.nn.Module,
-        meta: dict[str, Any],
-        device: str | torch.device = "cpu",
-        extras: dict[str, torch.Tensor] | None = None,
-        tta: bool = False,
+        self, backend: Backend, meta: ModelMeta, extras: dict[str, np.ndarray] | None = None, tta: bool = False
     ):
-        # channels_last: faster convolutions on the CPU too (lite0: 1.3x per photo, 1.8x per batch; BENCHMARKS.md)
-        self.model = model.eval().to(memory_format=torch.channels_last)
-        self.meta, self.device, self.tta = meta, torch.device(device), tta
-        self.vocab: list[str] = [str(v) for v in meta["vocab"]]
-        self.size = int(meta["size"])
-        self._mean = torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
-        self._std = torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
-        extras = {k: v.to(self.device) for k, v in (extras or {}).items()}
-        self.ood: dict[str, Any] | None = meta.get("ood")
+        self.backend, self.meta, self.tta = backend, meta, tta
+        self.vocab: list[str] = list(meta.vocab)
+        self.size = meta.size
+        self._mean = np.array(meta.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        self._std = np.array(meta.std, dtype=np.float32).reshape(1, 3, 1, 1)
+        extras = {k: np.asarray(v, dtype=np.float32) for k, v in (extras or {}).items()}
+        self.ood: dict[str, Any] | None = meta.ood
         self.temperature = float(self.ood["temperature"]) if self.ood else 1.0
-        self._means = extras.get(ood.MEANS_KEY)
+        self._means = extras.get(verdict.MEANS_KEY)
         self._imagenet = (extras.get(verdict.IMAGENET_WEIGHT), extras.get(verdict.IMAGENET_BIAS))
         self.rule = _verdict_rule(meta, self._means, self._imagenet)
-        pets_breeds = meta.get("task") == "breeds" and is_pets_vocab(self.vocab)
-        self._is_cat = torch.tensor([breed_is_cat(v) for v in self.vocab]) if pets_breeds else None
+        pets_breeds = meta.task == "breeds" and is_pets_vocab(self.vocab)
+        self._is_cat = np.array([breed_is_cat(v) for v in self.vocab]) if pets_breeds else None
 
     def __repr__(self) -> str:
-        return f"Predictor({self.meta['arch']}, task={self.meta.get('task')}, {len(self.vocab)} classes, {self.size}px)"
+        m = self.meta
+        return f"Predictor({m.arch}, task={m.task}, {len(self.vocab)} classes, {self.size}px, {self.backend.name})"
+
+    @property
+    def model(self) -> Any:
+        "The torch model (torch backend only: Grad-CAM and fine surgery need it)."
+        if not isinstance(self.backend, TorchBackend):
+            raise AttributeError(f"a {self.backend.name} predictor has no torch model: load it with backend='torch'")
+        return self.backend.model
 
     @property
     def can_tell_unsure(self) -> bool:
@@ -112,56 +115,53 @@ class Predictor:
         "True for Pets breed models, whose predictions say cat or dog first."
         return self._is_cat is not None
 
-    def preprocess(self, x: ImageInput) -> torch.Tensor:
-        "An image (path, bytes, PIL, numpy) as a uint8 (3, size, size) tensor."
+    def preprocess(self, x: ImageInput) -> np.ndarray:
+        "An image (path, bytes, PIL, numpy) as a uint8 (3, size, size) array."
         img = center_crop_resize(open_image(x), self.size)
-        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
 
-    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
-        "A uint8 (N, 3, size, size) batch from `preprocess` as the model's input: float, normalised, on its device."
-        return (batch.to(self.device, non_blocking=True).float().div_(255) - self._mean) / self._std
+    def normalize(self, batch: np.ndarray) -> np.ndarray:
+        "A uint8 (N, 3, size, size) batch from `preprocess` as the model's input: float32, normalised."
+        return (np.asarray(batch, dtype=np.float32) / 255 - self._mean) / self._std
 
-    def unknown_scores(self, logits: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor | None:
+    def unknown_scores(self, logits: np.ndarray, pooled: np.ndarray) -> np.ndarray | None:
         "Each photo's score for the unknown verdict (higher = less like the classes); None without a gate."
         if self.rule is None:
             return None
         if self.rule["gate"] == "imagenet":
             return 1 - verdict.pet_probability(pooled, *self._imagenet)
         if self.rule["gate"] == "energy":  # exports made before 0.5 may have it
-            return ood.energy(logits, self.temperature)
-        return ood.mean_distance(pooled, self._means)
+            return verdict.energy(logits, self.temperature)
+        return verdict.mean_distance(pooled, self._means)
 
-    @torch.inference_mode()
-    def outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         "Logits and unknown-scores (None for exports without a gate) for a uint8 (N, 3, size, size) batch."
         x = self.normalize(batch)
         n = len(x)
-        logits, pooled = ood.forward(self.model, torch.cat([x, x.flip(-1)]) if self.tta else x)
+        logits, pooled = self.backend(np.concatenate([x, x[..., ::-1]]) if self.tta else x)
         scores = self.unknown_scores(logits[:n], pooled[:n])
-        scores = None if scores is None else scores.float().cpu()
         if self.tta:  # the log of the two views' mean softmax: softmax of it is that mean
-            logits = torch.logsumexp(torch.stack([logits[:n], logits[n:]]).float().log_softmax(-1), 0) - math.log(2)
-        return logits.float().cpu(), scores
+            logits = np.logaddexp(_log_softmax(logits[:n]), _log_softmax(logits[n:])) - math.log(2)
+        return logits.astype(np.float32), scores
 
-    def probs(self, batch: torch.Tensor) -> torch.Tensor:
+    def probs(self, batch: np.ndarray) -> np.ndarray:
         "Class probabilities (the model's plain softmax, as fastai's `learn.predict`) for a uint8 batch."
-        return self.outputs(batch)[0].softmax(dim=1)
+        return _softmax(self.outputs(batch)[0])
 
-    def _top(self, p: torch.Tensor, top_k: int | None) -> list[tuple[str, float]]:
+    def _top(self, p: np.ndarray, top_k: int | None) -> list[tuple[str, float]]:
         k = len(self.vocab) if top_k is None else max(1, min(top_k, len(self.vocab)))
-        vals, idxs = p.topk(k)
-        return [(self.vocab[i], float(v)) for v, i in zip(vals.tolist(), idxs.tolist())]
+        return [(self.vocab[i], float(p[i])) for i in np.argsort(-p, kind="stable")[:k]]
 
-    def _species(self, p: torch.Tensor) -> list[tuple[str, float]] | None:
+    def _species(self, p: np.ndarray) -> list[tuple[str, float]] | None:
         if self._is_cat is None:
             return None
         cat = float(p[self._is_cat].sum())
         return sorted([("cat", cat), ("dog", 1 - cat)], key=lambda kv: -kv[1])
 
-    def _results(self, batch: torch.Tensor, top_k: int | None, calibrated: bool) -> list[Prediction]:
+    def _results(self, batch: np.ndarray, top_k: int | None, calibrated: bool) -> list[Prediction]:
         logits, scores = self.outputs(batch)
-        cal = (logits / self.temperature).softmax(dim=1)
-        probs = cal if calibrated else logits.softmax(dim=1)
+        cal = _softmax(logits / self.temperature)
+        probs = cal if calibrated else _softmax(logits)
         out = []
         for i, p in enumerate(probs):
             score = None if scores is None else float(scores[i])
@@ -182,9 +182,9 @@ class Predictor:
         out: list[Prediction | ImageError] = []
         for i in range(0, len(xs), bs):
             chunk = [self._try_preprocess(x) for x in xs[i : i + bs]]
-            good = [t for t in chunk if isinstance(t, torch.Tensor)]
-            results = iter(self._results(torch.stack(good), top_k, calibrated) if good else [])
-            out += [next(results) if isinstance(t, torch.Tensor) else t for t in chunk]
+            good = [t for t in chunk if isinstance(t, np.ndarray)]
+            results = iter(self._results(np.stack(good), top_k, calibrated) if good else [])
+            out += [next(results) if isinstance(t, np.ndarray) else t for t in chunk]
         return out
 
     def predict_batch(
@@ -197,7 +197,7 @@ class Predictor:
                 raise ImageError(f"image {j}: {r}")
         return out  # type: ignore[return-value] - no ImageError left
 
-    def _try_preprocess(self, x: ImageInput) -> torch.Tensor | ImageError:
+    def _try_preprocess(self, x: ImageInput) -> np.ndarray | ImageError:
         try:
             return self.preprocess(x)
         except ImageError as e:
@@ -214,18 +214,28 @@ class Predictor:
     @property
     def is_pet_model(self) -> bool:
         'Cat/dog and Pets breed models, whose unknown answer is "not a cat or a dog".'
-        return verdict.is_pet_model(self.vocab, self.meta.get("task"))
+        return verdict.is_pet_model(self.vocab, self.meta.task)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    return np.exp(_log_softmax(logits))
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    x = np.asarray(logits, dtype=np.float64)
+    x = x - x.max(1, keepdims=True)
+    return x - np.log(np.exp(x).sum(1, keepdims=True))
 
 
 def _verdict_rule(
-    meta: dict[str, Any], means: torch.Tensor | None, imagenet: tuple[torch.Tensor | None, torch.Tensor | None]
+    meta: ModelMeta, means: np.ndarray | None, imagenet: tuple[np.ndarray | None, np.ndarray | None]
 ) -> dict[str, Any] | None:
     """model.json's `verdict` entry, or for exports made before it the `ood` entry's threshold (known or unknown
     only); None, with a warning, where the tensors the gate needs are missing."""
-    rule = verdict.rule_from_meta(meta)
+    rule = verdict.read_rule(meta.verdict, meta.ood)
     if rule is None:
         return None
-    needs = {"imagenet": None in imagenet, "features": means is None}.get(rule["gate"], False)
+    needs = {"imagenet": any(t is None for t in imagenet), "features": means is None}.get(rule["gate"], False)
     if needs:
         log.warning(
             "model.json has a %s gate but model.safetensors lacks its tensors: no unknown verdict", rule["gate"]
@@ -234,31 +244,74 @@ def _verdict_rule(
     return rule
 
 
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def _torch_device(device: str | None) -> str:
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _from_pickle(path: Path, device: str, tta: bool) -> Predictor:
+def _onnx_file(folder: Path, meta: ModelMeta) -> Path | None:
+    "The export's model.onnx when model.json vouches for it (same checksum); None when there is none."
+    path = folder / ONNX
+    if meta.onnx is None or not path.is_file():
+        return None
+    if meta.onnx.get("sha256") not in (None, sha256(path)):
+        raise ExportError(
+            f"{path} does not match {folder / 'model.json'} (checksum differs): re-run catdog-export {folder} --onnx"
+        )
+    return path
+
+
+def _choose(backend: str, onnx: Path | None, device: str | None) -> str:
+    """`auto`: ONNX Runtime where the export has model.onnx and onnxruntime is installed (unless a GPU is asked
+    for), else torch."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    if backend != "auto":
+        return backend
+    wants_gpu = device is not None and str(device).startswith("cuda")
+    if onnx is not None and available("onnxruntime") and not wants_gpu:
+        return "onnxruntime"
+    if available("torch"):
+        return "torch"
+    raise ExportError(
+        "this export needs torch (pip install catdog_fastai), or model.onnx and onnxruntime "
+        "(catdog-export DIR --onnx, then pip install onnxruntime)"
+    )
+
+
+def _from_pickle(path: Path, device: str | None, tta: bool) -> Predictor:
     from fastai.learner import load_learner
 
+    device = _torch_device(device)
     learn = load_learner(path, cpu=device == "cpu")
-    meta = getattr(learn, "catdog_meta", None)
-    if meta is None:
-        raise ExportError(f"{path} is a fastai export without catdog_fastai metadata; use load_learner directly")
-    return Predictor(learn.model.to(device), meta, device, read_extras(path), tta)
+    if (path.parent / "model.json").is_file():
+        meta = read_meta(path.parent)
+    elif isinstance(getattr(learn, "catdog_meta", None), dict):  # exports before 0.6 carried it inside the pickle
+        meta = ModelMeta.from_json(learn.catdog_meta, str(path))
+    else:
+        raise ExportError(f"{path} is a fastai export without catdog_fastai's model.json beside it; use load_learner")
+    return Predictor(TorchBackend(learn.model, device), meta, read_extras(path), tta)
 
 
 def load_predictor(
-    path: str | os.PathLike = "models", trusted: bool = False, device: str | None = None, tta: bool = False
+    path: str | os.PathLike = "models",
+    trusted: bool = False,
+    device: str | None = None,
+    tta: bool = False,
+    backend: str = "auto",
+    threads: int | None = None,
 ) -> Predictor:
     """Load an export folder (or a file in it) for prediction.
 
-    By default reads the pickle-free pair `model.safetensors` + `model.json`. A `.pkl` path is loaded only with
+    `backend`: "onnxruntime" runs `model.onnx` (no torch needed), "torch" rebuilds the network from
+    `model.safetensors`, "auto" (default) takes ONNX Runtime when the export has `model.onnx` and onnxruntime is
+    installed, else torch. Both give the same predictions (to about 1e-6). `threads`: ONNX Runtime's intra-op
+    threads (torch: `torch.set_num_threads`). A `.pkl` path is loaded (with torch and fastai) only with
     `trusted=True`: unpickling runs whatever code the file contains. `tta`: average each photo with its mirror
     image (see `Predictor`).
     """
     path = Path(path).expanduser()
-    device = device or _default_device()
     if path.suffix == ".pkl":
         if not trusted:
             raise UnsafeModelError(
@@ -269,8 +322,23 @@ def load_predictor(
         return _from_pickle(path, device, tta)
     if not path.exists():
         raise ExportError(f"no model at {path}: train one with `catdog-train --out {path}`")
-    model, meta = load_safe(path, device=device)
-    return Predictor(model, meta, device, read_extras(path), tta)
+    folder = path if path.is_dir() else path.parent
+    meta = read_meta(folder)
+    onnx = _onnx_file(folder, meta)
+    chosen = _choose(backend, onnx, device)
+    if chosen == "onnxruntime":
+        if onnx is None:
+            raise ExportError(f"{folder} has no {ONNX}: add it with `catdog-export {folder} --onnx`")
+        if meta.weights_sha256 not in (None, sha256(folder / WEIGHTS)):
+            raise ExportError(f"{folder / WEIGHTS} does not match {folder / 'model.json'}: re-export")
+        engine: Backend = OnnxBackend(onnx, threads, device or "cpu")
+    else:
+        from .export import load_safe
+
+        device = _torch_device(device)
+        model, meta = load_safe(folder, device=device)
+        engine = TorchBackend(model, device)
+    return Predictor(engine, meta, read_extras(folder), tta)
 
 
 def _expand(paths: Sequence[str]) -> list[Path]:
@@ -295,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--csv", help="also write the predictions to this CSV file")
     ap.add_argument("--bs", type=int, default=32, help="images per forward pass")
     ap.add_argument("--trust-pickle", action="store_true", help="allow --model to be a model.pkl (runs its code)")
+    ap.add_argument("--backend", choices=BACKENDS, default="auto", help="forward pass: ONNX Runtime or torch")
     args = ap.parse_args(argv)
     if args.top_k < 1 or args.bs < 1:
         ap.error("--top-k and --bs must be at least 1")
@@ -302,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         model_path = Path(args.model)
         if args.trust_pickle and model_path.is_dir() and (model_path / PKL).is_file():
             model_path = model_path / PKL
-        pred = load_predictor(model_path, trusted=args.trust_pickle)
+        pred = load_predictor(model_path, trusted=args.trust_pickle, backend=args.backend)
     except ExportError as e:
         print(f"catdog-predict: {e}", file=sys.stderr)
         return 2
@@ -366,7 +435,6 @@ def _num(x: float | None) -> str:
 
 def write_csv(path: str | os.PathLike, rows: list[list[str]]) -> Path:
     "Write `table` rows to `path` atomically (a crash never leaves half a file)."
-    from .export import atomic_write
 
     def _write(p: Path) -> None:
         with open(p, "w", newline="") as fh:

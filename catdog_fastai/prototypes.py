@@ -2,7 +2,7 @@
 
 Average the unit-length pooled features of each class's training photos and of their mirror images; a photo's
 class is the mean it is most cosine-similar to. There is no training step, and with few photos per class it is a
-strong baseline (0.81 balanced breed accuracy on pets-dev's 5 folds, BENCHMARKS.md §1). `catdog-train` uses it
+strong baseline (its figures are the `prototype` rows of BENCHMARKS.md §1). `catdog-train` uses it
 twice: the cosine head starts from these means (`model.CosineClassifier.imprint`), so fine-tuning starts at the
 baseline, and the report scores it on the same validation photos as the fine-tuned model, so the summary says
 what fine-tuning added.
@@ -17,25 +17,20 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .model import pooled_features
+from .model import gather, pooled_features
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 
-@torch.inference_mode()
 def features(model: nn.Sequential, batches: Batches, mirror: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(pooled features, targets) of `model`'s body in eval mode; with `mirror`, each photo's mirror image too
     (after all the originals, targets repeated)."""
-    model.eval()
-    feats, targs = [], []
-    for x, y in batches:
-        x = x.as_subclass(torch.Tensor)
-        feats.append(pooled_features(model, x).float().cpu())
-        targs.append(y.as_subclass(torch.Tensor).cpu())
-        if mirror:
-            feats.append(pooled_features(model, x.flip(-1)).float().cpu())
-            targs.append(targs[-1])
-    return torch.cat(feats), torch.cat(targs)
+    if not mirror:
+        return gather(model, lambda x: (pooled_features(model, x),), batches)  # type: ignore[return-value]
+    feats, flipped, targs = gather(
+        model, lambda x: (pooled_features(model, x), pooled_features(model, x.flip(-1))), batches
+    )
+    return torch.cat([feats, flipped]), torch.cat([targs, targs])
 
 
 def class_means(feats: torch.Tensor, targets: torch.Tensor, n_classes: int) -> torch.Tensor:

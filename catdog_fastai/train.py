@@ -1,7 +1,7 @@
 """`catdog-train`: find the data, build the learner, fine-tune one-cycle, report, export. Reads top to bottom.
 
-    catdog-train --data ../shared/data/pets-dev/images --task breeds \\
-        --arch tf_efficientnet_lite0 --weights ../shared/weights/tf_efficientnet_lite0.in1k.safetensors
+    catdog-train --task breeds                          # downloads Oxford-IIIT Pets and ImageNet weights
+    catdog-train --data PETS/images --task breeds --weights tf_efficientnet_lite0.in1k.safetensors   # offline
 
 The schedule is fastai's `fine_tune` (head only with `pct_start=0.99`, then everything with discriminative rates),
 run phase by phase so that every epoch can be checkpointed and an interrupted run resumed mid-schedule.
@@ -34,11 +34,12 @@ from . import ood, prototypes
 from .callbacks import BEST, CHECKPOINT, Checkpointer, FrozenBNStats, LossOnDevice, ResumePoint
 from .card import check_card_target, write_card
 from .config import TrainConfig, parse_config
-from .data import get_dls
+from .data import find, get_dls
 from .distributed import LaunchError, distrib, finish, is_main, per_rank_bs, world_size
 from .errors import CatdogError, OutputError
 from .evaluate import report
-from .export import atomic_write, export, write_json
+from .export import export
+from .files import atomic_write, write_json
 from .loggers import logger_callbacks
 from .losses import sampled_counts, training_loss
 from .metrics import BalancedAccuracy, export_epoch, label_scores
@@ -172,7 +173,8 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
     torch.backends.cudnn.benchmark = device.type == "cuda"
 
     # data and learner
-    dls = get_dls(dataclasses.replace(cfg, bs=per_rank_bs(cfg.bs)), device=device)
+    found = find(cfg)  # found.layout: where the labels come from, for the report, the gate and model.json
+    dls = get_dls(dataclasses.replace(cfg, bs=per_rank_bs(cfg.bs)), device=device, found=found)
     learn = get_learner(dls, cfg)
     quiet_bar = not sys.stdout.isatty()
     if quiet_bar:  # logs and CI: one line per epoch from Checkpointer instead of bars and raw lists
@@ -217,10 +219,12 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
         learn.model.load_state_dict(torch.load(out / BEST, map_location="cpu"))
     if start is not None:
         wise_ft(learn.model, start, cfg.wise)
-    fitted = ood.fit(learn)  # calibration and the "not a cat or a dog" gate (ood.py, verdict.py)
-    summary = report(learn, out, calibration=fitted.ood, baseline=baseline, verdict=fitted.verdict)
+    fitted = ood.fit(learn, labels_from=found.layout)  # calibration and the "unknown" gate (ood.py, verdict.py)
+    summary = report(
+        learn, out, calibration=fitted.ood, baseline=baseline, verdict=fitted.verdict, labels_from=found.layout
+    )
     summary.update(exported_epoch=epoch + 1, history=state["history"], valid_hits=state["correct"])
-    export(learn, cfg, {k: v for k, v in summary.items() if k not in _REPORT_ONLY}, fitted)
+    export(learn, cfg, {k: v for k, v in summary.items() if k not in _REPORT_ONLY}, fitted, found.layout)
     write_json(out / "train_config.json", cfg.to_dict())
     card = write_card(out)
     for f in (CHECKPOINT, BEST):

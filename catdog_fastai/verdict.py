@@ -12,7 +12,7 @@ Is it one of the model's classes at all? Two gates, fitted at export (`fit_gate`
   like from 1.3 M photos, and what a giraffe, a lion or a car looks like too, so a photo of a breed that is not one
   of the 37 is still a dog, and a swan is not.
 - `features`, for models of your own classes: the cosine distance of the pooled features to the nearest class
-  mean (`ood.mean_distance`).
+  mean (`mean_distance`).
 The threshold is the point that keeps `KEEP` of the validation photos, every class weighing the same, counting
 each photo once as it is and once at low resolution and once in grayscale: a small or colourless photo of a real
 pet is an everyday photo, not a strange one.
@@ -21,7 +21,8 @@ Is it clearly one class? Known when the top class's calibrated probability is at
 otherwise unsure, with the closest classes named (and for Pets breed models the species, its breeds' probabilities
 added up).
 
-Torch only: the serving path imports this module without fastai.
+NumPy only: both serving backends (torch and ONNX Runtime) and the export's fitting score photos with these same
+functions.
 """
 
 from __future__ import annotations
@@ -29,17 +30,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-from torch import nn
+import numpy as np
 
 KNOWN, UNSURE, UNKNOWN = "known", "unsure", "unknown"
 VERDICTS = (KNOWN, UNSURE, UNKNOWN)
 KEEP = 0.98  # share of validation photos (and their degraded views) the unknown threshold keeps, classes equal
 KNOWN_MIN_PROB = 0.5  # a class is "known" when it holds at least half of the calibrated probability
 IMAGENET_WEIGHT, IMAGENET_BIAS = "ood.imagenet.weight", "ood.imagenet.bias"  # tensors in model.safetensors
+GATES = {  # when each gate says unknown, in words: the training summary and the model card read this
+    "imagenet": "ImageNet's own classifier, kept from the pretrained backbone, puts too little probability on its "
+    "dog and domestic-cat classes",
+    "features": "the photo's backbone features are farther from every class's mean than the threshold",
+    "energy": "the energy score of its outputs is above the threshold",
+}
+MEANS_KEY = "ood.class_means"  # the features gate's class means, also in model.safetensors
 DOG_CLASSES = range(151, 269)  # ImageNet-1k: Chihuahua .. Mexican hairless
 CAT_CLASSES = range(281, 286)  # ImageNet-1k: tabby, tiger cat, Persian, Siamese, Egyptian cat
-PET_CLASSES = torch.tensor([*DOG_CLASSES, *CAT_CLASSES])
+PET_CLASSES = np.array([*DOG_CLASSES, *CAT_CLASSES])
 
 
 def is_pet_model(vocab: Sequence[str], task: str | None) -> bool:
@@ -48,41 +55,60 @@ def is_pet_model(vocab: Sequence[str], task: str | None) -> bool:
     return task in ("catdog", "breeds") or list(vocab) == ["cat", "dog"]
 
 
-def pet_probability(pooled: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def pet_probability(pooled: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """The probability ImageNet's classifier gives to "a dog or a domestic cat" for each row of pooled features.
 
     A fastai head's input is concat-pooled ([max, average]); ImageNet's classifier reads the average, its last
     half."""
-    x = pooled[:, -weight.shape[1] :].to(weight)
-    log_p = nn.functional.log_softmax(x @ weight.T + bias, dim=1)
-    return log_p[:, PET_CLASSES.to(log_p.device)].logsumexp(1).exp()
+    x = np.asarray(pooled, dtype=np.float64)[:, -np.shape(weight)[1] :]
+    logits = x @ np.asarray(weight, dtype=np.float64).T + np.asarray(bias, dtype=np.float64)
+    return np.exp(_logsumexp(logits[:, PET_CLASSES]) - _logsumexp(logits))
 
 
-def balanced_quantile(scores: torch.Tensor, groups: Sequence[int], q: float) -> float:
+def mean_distance(pooled: np.ndarray, means: np.ndarray) -> np.ndarray:
+    "Cosine distance from each feature vector to the nearest class mean: 0 on a mean, up to 2 opposite."
+    return 1 - (_unit(pooled) @ _unit(means).T).max(1)
+
+
+def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    "Energy score (Liu et al., 2020): -T * logsumexp(logits / T); higher = less like the training photos."
+    return -temperature * _logsumexp(np.asarray(logits, dtype=np.float64) / temperature)
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    m = x.max(1, keepdims=True)
+    return (m + np.log(np.exp(x - m).sum(1, keepdims=True)))[:, 0]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def balanced_quantile(scores: np.ndarray, groups: Sequence[int], q: float) -> float:
     """The `q` quantile of `scores` with every group (class) weighing the same, however many photos it has:
     a class of 4 validation photos moves the threshold as much as a class of 40."""
-    s = scores.double()
-    g = torch.as_tensor(list(groups), dtype=torch.long)
-    counts = torch.bincount(g).double()
-    w = 1 / counts[g]
-    order = s.argsort()
-    cum = w[order].cumsum(0) / w.sum()
-    i = int(torch.searchsorted(cum, torch.tensor(q, dtype=cum.dtype)).clamp(max=len(s) - 1))
+    s = np.asarray(scores, dtype=np.float64)
+    g = np.asarray(list(groups), dtype=np.int64)
+    w = 1 / np.bincount(g)[g]
+    order = np.argsort(s, kind="stable")
+    cum = np.cumsum(w[order]) / w.sum()
+    i = min(int(np.searchsorted(cum, q)), len(s) - 1)
     return float(s[order][i])
 
 
 def fit_gate(
-    scores: torch.Tensor, targets: Sequence[int], gate: str, views: Sequence[str], keep: float = KEEP
+    scores: np.ndarray, targets: Sequence[int], gate: str, views: Sequence[str], keep: float = KEEP
 ) -> dict[str, Any]:
     """model.json's `verdict` entry from the validation photos' unknown-scores (higher = less like the classes), one
     row per photo and view (`views` names them: the photo as it is, and degraded copies), targets repeated.
     `valid_unknown_rate` is the class-balanced share of those rows called unknown: about 1 - keep by construction,
     since the threshold was fitted on them (benchmarks/accuracy.py measures the rate out of fold)."""
     thr = balanced_quantile(scores, targets, keep)
-    flagged = (scores.double() > thr).double()
-    g = torch.as_tensor(list(targets), dtype=torch.long)
-    per_class = torch.zeros(int(g.max()) + 1, dtype=torch.float64).index_add_(0, g, flagged)
-    n = torch.bincount(g).double()
+    flagged = (np.asarray(scores, dtype=np.float64) > thr).astype(np.float64)
+    g = np.asarray(list(targets), dtype=np.int64)
+    n = np.bincount(g)
+    per_class = np.bincount(g, weights=flagged, minlength=len(n))
     rate = float((per_class[n > 0] / n[n > 0]).mean())
     return dict(
         gate=gate,
@@ -90,17 +116,18 @@ def fit_gate(
         keep=keep,
         known_min_prob=KNOWN_MIN_PROB,
         views=list(views),
-        n_valid=len(targets),
+        n_valid=len(g),
         valid_unknown_rate=rate,
     )
 
 
-def rule_from_meta(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """model.json's `verdict` entry; for exports made before it (0.4), a rule from the `ood` entry's threshold that
-    says known or unknown only (no `known_min_prob`); None for exports with neither, which call nothing unknown."""
-    if meta.get("verdict") is not None:
-        return meta["verdict"]
-    ood = meta.get("ood") or {}
+def read_rule(entry: dict[str, Any] | None, ood: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The rule in model.json's `verdict` `entry`; for exports made before it (0.4), a rule from the `ood` entry's
+    threshold that says known or unknown only (no `known_min_prob`); None for exports with neither, which call
+    nothing unknown."""
+    if entry is not None:
+        return entry
+    ood = ood or {}
     if "threshold" not in ood:
         return None
     gate = "energy" if ood.get("score") == "energy" else "features"

@@ -10,6 +10,7 @@ from gradio_client import Client, handle_file
 from catdog_fastai import load_predictor
 
 PHOTO = PETS / "Bengal_1.jpg"
+NOT_AN_IMAGE = "is not an image file (or a format Pillow cannot read)"
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +85,39 @@ def test_explain_endpoint_returns_a_heatmap(client, breeds_model):
 
 @pytest.mark.parametrize("name", [n for n in BAD_NAMES if n not in ("folder", "missing_file")])
 def test_bad_uploads_get_a_clear_message_and_the_app_keeps_serving(client, files, name):
-    with pytest.raises(Exception) as e:
-        client.predict(handle_file(str(files[1][name])), api_name="/predict")
-    assert "Can't use this file" in str(e.value), str(e.value)
+    res = client.predict(handle_file(str(files[1][name])), api_name="/predict")
+    assert res["label"].startswith("Can't use this file: ") and res["confidences"] == [], res
     assert client.predict(handle_file(str(PHOTO)), api_name="/predict")["label"]
+
+
+def test_concurrent_uploads_share_a_pass_and_each_gets_its_own_answer(client, files, breeds_model):
+    "Submitted together, they are answered in batches; the bad file's answer is its own, the others are right."
+    pred = load_predictor(breeds_model)
+    paths = [PHOTO, files[1]["text_named_jpg"], PETS / "beagle_10.jpg", PETS / "pug_16.jpg"] * 2
+    jobs = [client.submit(handle_file(str(p)), api_name="/predict") for p in paths]
+    for p, job in zip(paths, jobs):
+        res = job.result(timeout=60)
+        if p == files[1]["text_named_jpg"]:
+            assert res["label"] == f"Can't use this file: '{p.name}' {NOT_AN_IMAGE}"
+        else:
+            assert res["label"] == pred.describe(pred.predict(p, top_k=3, calibrated=True))
+
+
+def test_the_batched_function_answers_each_upload(breeds_model, files, tmp_path):
+    "In process: one call with four uploads, one unreadable and one missing, gives four answers in order."
+    from catdog_fastai.app import build_demo
+
+    demo = build_demo(breeds_model)
+    fn = next(f for f in demo.fns.values() if f.api_name == "predict")
+    assert fn.batch and fn.max_batch_size >= 8
+    labels, sentences = fn.fn([str(PHOTO), str(files[1]["text_named_jpg"]), None, {"path": str(PETS / "pug_16.jpg")}])
+    pred = load_predictor(breeds_model)
+    assert labels[0]["label"] == pred.describe(pred.predict(PHOTO, calibrated=True))
+    bad = files[1]["text_named_jpg"].name
+    assert labels[1]["label"] == f"Can't use this file: '{bad}' {NOT_AN_IMAGE}" and labels[1]["confidences"] == []
+    assert labels[2]["label"].startswith("Can't use this file: Upload a photo first")
+    assert labels[3]["confidences"][0]["label"] == pred.predict(PETS / "pug_16.jpg")[0][0]
+    assert len(sentences) == 4
 
 
 @pytest.mark.parametrize("name", OK_NAMES)
@@ -144,7 +174,8 @@ def test_app_without_a_model_starts_and_explains(tmp_path):
         proc.wait(timeout=30)
 
 
-def test_app_import_makes_no_network_call(no_network, monkeypatch, tmp_path):
+def test_app_import_builds_nothing_and_makes_no_network_call(no_network, monkeypatch, tmp_path):
+    "Importing app.py loads no model; `demo` (what `gradio app.py` asks for) is the page, built once, offline."
     import importlib.util
     import sys
 
@@ -153,22 +184,20 @@ def test_app_import_makes_no_network_call(no_network, monkeypatch, tmp_path):
     mod = importlib.util.module_from_spec(spec)
     sys.modules["app_under_test"] = mod
     spec.loader.exec_module(mod)  # would raise: every socket connection fails in this test
-    assert mod.demo is not None
+    assert "demo" not in vars(mod)
+    page = mod.demo.get_config_file()
+    text = str(page["components"])
+    assert "No model yet" in text and "catdog-train" in text and mod.demo is mod.demo
 
 
 def test_model_card_tab_shows_the_exports_card(breeds_model, monkeypatch, tmp_path):
     "The app's model card is the README.md beside the export, less its YAML: figures, every class, the answers."
-    import importlib.util
-    import sys
 
-    monkeypatch.setenv("CATDOG_MODEL", str(tmp_path))
-    spec = importlib.util.spec_from_file_location("app_card", Path(__file__).parent.parent / "app.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["app_card"] = mod
-    spec.loader.exec_module(mod)
+    from catdog_fastai.app import model_card
+
     pred = load_predictor(breeds_model)
-    m = pred.meta["metrics"]
-    card = mod.model_card(breeds_model)
+    m = pred.meta.metrics
+    card = model_card(breeds_model)
     assert (breeds_model / "README.md").read_text().endswith(card) and not card.startswith("---")
     assert f"accuracy **{m['valid_accuracy']:.4f}**" in card
     assert f"balanced accuracy **{m['valid_balanced_accuracy']:.4f}**" in card

@@ -1,4 +1,4 @@
-"""The benchmark harness (`catdog_fastai.benchmark`) and the scripts in `benchmarks/` that use it.
+"""The benchmark harness (`benchmarks/bench.py`) and the scripts in `benchmarks/` that use it.
 
 The scripts run as a user runs them (`python benchmarks/x.py` from the repository root, in a subprocess) with tiny
 settings, and must write their JSON results: command, arguments, machine and figures.
@@ -12,10 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import bench
 import pytest
 from conftest import PETS
-
-from catdog_fastai import benchmark as bench
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -73,11 +72,13 @@ def test_machine_and_device_tag():
 
 
 def test_save_records_command_args_machine(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["benchmarks/x.py", "--n", "3"])
+    monkeypatch.chdir(tmp_path / "..")  # anywhere but the repository root: results still go to benchmarks/results
     m = dict(bench.machine(), gpu=None)
+    assert bench.results_path("x", m) == REPO / "benchmarks" / "results" / "x-cpu.json"  # what and where measured
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "results")  # so the test writes nothing into the repository
+    monkeypatch.setattr(sys, "argv", ["benchmarks/x.py", "--n", "3"])
     out = bench.save("x", {"ms": 1.5}, dict(n=3, json=None, data=Path("photos")), m)
-    assert out == Path("benchmarks/results/x-cpu.json")  # default: named by what it measures and where
+    assert out == tmp_path / "results" / "x-cpu.json"
     doc = json.loads(out.read_text())
     assert doc["benchmark"] == "x" and doc["results"] == {"ms": 1.5}
     assert doc["command"] == "python benchmarks/x.py --n 3"
@@ -103,7 +104,9 @@ def results(path: Path, benchmark: str) -> dict:
     return doc["results"]
 
 
-@pytest.mark.parametrize("name", ["accuracy.py", "throughput.py", "memory.py", "load_test.py"])
+@pytest.mark.parametrize(
+    "name", ["accuracy.py", "throughput.py", "memory.py", "load_test.py", "serving.py", "inference.py"]
+)
 def test_long_benchmarks_start(name):
     "The benchmarks too long for the suite (real weights, minutes of training) at least import and parse."
     assert "--json" in run_script(name, "--help").stdout
@@ -135,6 +138,7 @@ def test_input_pipeline_benchmark(tmp_path):
     assert all(v["n"] == 2 for v in r.values())
 
 
+@pytest.mark.e2e  # cold starts in fresh processes: ~20 s
 def test_inference_benchmark(breeds_model, tmp_path):
     small = ["--n", "2", "--bs", "4", "--cold-repeats", "1", "--json", str(tmp_path / "i.json")]
     run_script("inference.py", "--model", str(breeds_model), "--images", str(PETS), *small)
@@ -177,3 +181,27 @@ def test_verdict_figures_weigh_every_breed_the_same():
     assert s["flagged@animals"] == 0.5 and s["cats_dogs_not_unknown"] == 1
     assert s["species_acc_not_unknown"] == 1  # the 4 kept photos: 3 Bengal (cat), 1 beagle (dog), all right
     assert auroc([0.1, 0.2], [0.9, 0.05]) == 0.5 and auroc([0.1], [0.1]) == 0.5
+
+
+@pytest.mark.e2e  # both backends and their cold starts: ~20 s
+def test_serving_benchmark_times_both_backends(breeds_model, tmp_path):
+    small = ["--n", "2", "--folder-n", "6", "--repeats", "1", "--cold-repeats", "1", "--threads", "1"]
+    run_script(
+        "serving.py", "--model", str(breeds_model), "--images", str(PETS), *small, "--json", str(tmp_path / "s.json")
+    )
+    r = results(tmp_path / "s.json", "serving")
+    assert set(r["forward"]) == {"1", "8", "32"} and r["forward"]["8"]["onnxruntime"]["img_s"] > 0
+    assert r["predict"]["ratio"] > 0 and r["predict_batch"]["bs"] == 32
+    assert r["catdog_predict_folder"]["torch"]["photos"] == 6 and set(r["cold_start"]) == {"torch", "onnxruntime"}
+
+
+def test_install_size_follows_requirements(tmp_path):
+    from install_size import closure
+
+    assert {"onnxruntime", "numpy"} <= closure(["onnxruntime"]) and "torch" not in closure(["onnxruntime"])
+    assert "torch" in closure(["timm"])  # timm needs torch: the torch path pulls it in either way
+    run_script("install_size.py", "--json", str(tmp_path / "s.json"))
+    r = results(tmp_path / "s.json", "install-size")
+    assert (
+        0 < r["onnxruntime"]["total_mb"] < r["torch"]["total_mb"] and "torch" not in r["onnxruntime"]["distributions"]
+    )

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from catdog_fastai.card import MARKER, CardError, _yaml, model_card, write_card
-from catdog_fastai.export import FORMAT_VERSION
-from catdog_fastai.export import write_json as write_json_file
+from catdog_fastai.files import write_json as write_json_file
+from catdog_fastai.meta import FORMAT_VERSION
 
 VOCAB = ["Abyssinian", "Bengal", "american_bulldog", "great_pyrenees", "yorkshire_terrier"]
 META = dict(

@@ -8,12 +8,13 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import PETS
 from safetensors.torch import load_file, save_file
 
-from catdog_fastai import load_predictor, ood
+from catdog_fastai import load_predictor, ood, verdict
 from catdog_fastai.model import build_model
 
 NOT_PETS = Path(__file__).parent / "data" / "not_pets"  # real photos from skimage.data, public domain / CC0
@@ -51,12 +52,12 @@ def test_mean_distance_is_zero_on_a_class_and_larger_away():
     feats = torch.tensor([[1.0, 0, 0], [2.0, 0, 0], [0, 1.0, 0], [0, 3.0, 0]])
     means = ood.class_means(feats, torch.tensor([0, 0, 1, 1]), 3)
     assert torch.allclose(means[:2], torch.eye(3)[:2]) and means[2].abs().sum() == 0  # a class with no photo
-    d = ood.mean_distance(torch.tensor([[5.0, 0, 0], [1.0, 1.0, 0], [0, 0, 1.0]]), means)
+    d = verdict.mean_distance(np.array([[5.0, 0, 0], [1.0, 1.0, 0], [0, 0, 1.0]]), means.numpy())
     assert d[0] < 1e-6 < d[1] < d[2]
 
 
 def test_energy_is_higher_for_flat_logits():
-    e = ood.energy(torch.tensor([[8.0, 0, 0], [1.0, 1.0, 1.0]]), temperature=1.0)
+    e = verdict.energy(np.array([[8.0, 0, 0], [1.0, 1.0, 1.0]]), temperature=1.0)
     assert e[1] > e[0]
 
 
@@ -99,11 +100,12 @@ def test_threshold_flags_about_the_stated_share_of_validation_photos(breeds_mode
     "Re-scoring the export's validation photos through the pickle-free predictor flags at most about 1 - keep."
     from conftest import tiny_cfg
 
-    from catdog_fastai.data import find_data, split_indices
+    from catdog_fastai.sources import find_data
+    from catdog_fastai.splits import split_indices
 
     cfg = tiny_cfg(breeds_model, task="breeds")
     found = find_data(PETS, "breeds", cfg.split)
-    _, valid = split_indices(found.items, found.labels, cfg, PETS)
+    _, valid = split_indices(found.items, found.labels, PETS, split=cfg.split, valid_pct=cfg.valid_pct, seed=cfg.seed)
     pred = load_predictor(breeds_model)
     assert len(valid) == pred.ood["n_valid"] and 3 * len(valid) == pred.rule["n_valid"]
     flagged = [r.unknown for r in pred.predict_batch([found.items[i] for i in valid])]

@@ -40,6 +40,13 @@ def test_real_weights_fine_tune_far_above_chance(shared, tmp_path):
     assert all(r.verdict != "unknown" for r in pets), [pred.describe(r) for r in pets]
     others = pred.predict_batch([repo / "tests/data/not_pets" / f for f in ("rocket.jpg", "coffee.jpg", "coins.jpg")])
     assert all(r.verdict == "unknown" for r in others), [pred.describe(r) for r in others]
+    # ONNX Runtime answers as torch does with the real backbone and the ImageNet gate, on Pets photos and others
+    photos = [*sorted((repo / "examples").glob("*.jpg")), *sorted((repo / "tests/data/not_pets").glob("*.jpg"))]
+    assert pred.backend.name == "onnxruntime"
+    a, b = load_predictor(tmp_path, backend="torch").predict_batch(photos), pred.predict_batch(photos)
+    assert [r.verdict for r in a] == [r.verdict for r in b] and [r[0][0] for r in a] == [r[0][0] for r in b]
+    assert max(abs(x.ood_score - y.ood_score) for x, y in zip(a, b)) < 1e-4
+    assert max(abs(p - q) for x, y in zip(a, b) for (_, p), (_, q) in zip(x, y)) < 1e-4
     res = evaluate_folder(tmp_path, shared / "data/pets-dev/images")
     assert res["n"] == 755 and res["breeds_accuracy"] > 0.5 and res["catdog_accuracy"] > 0.85
     assert res["breeds_balanced_accuracy"] > 0.3 and len(res["confusion_matrix"]["labels"]) == 37

@@ -6,13 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from conftest import PETS, tiny_cfg
+from conftest import PETS, SMALL, tiny_cfg
 
 from catdog_fastai import ExportError, load_predictor
 from catdog_fastai.config import OPTIMIZERS
-from catdog_fastai.export import META, WEIGHTS, atomic_write, load_safe, read_meta, save_safe
+from catdog_fastai.export import load_safe, save_safe
+from catdog_fastai.files import atomic_write
+from catdog_fastai.meta import META, WEIGHTS, ModelMeta, read_meta
 from catdog_fastai.model import ModelError, build_model, check_arch
 from catdog_fastai.train import train_model
 
@@ -35,17 +38,17 @@ def test_training_writes_report_history_and_both_exports(breeds_model):
     assert all(float(r["train_loss"]) > 0 and 0 <= float(r["accuracy"]) <= 1 for r in rows)
     assert all(0 <= float(r["balanced_accuracy"]) <= 1 for r in rows)
     meta = read_meta(breeds_model)
-    assert meta["arch"] == "test_efficientnet" and meta["task"] == "breeds" and len(meta["vocab"]) == 37
-    assert meta["size"] == 64 and meta["config"]["epochs"] == 1 and "torch" in meta["versions"]
+    assert meta.arch == "test_efficientnet" and meta.task == "breeds" and len(meta.vocab) == 37
+    assert meta.size == 64 and meta.config["epochs"] == 1 and "torch" in meta.versions
     report = json.loads((breeds_model / "report.json").read_text())
     assert report["n_classes"] == 37 and 0 <= report["valid_catdog_accuracy"] <= 1
     assert 0 <= report["valid_balanced_accuracy"] <= 1 and 0 <= report["valid_catdog_balanced_accuracy"] <= 1
     for k in ("valid_accuracy", "valid_balanced_accuracy", "valid_catdog_balanced_accuracy"):
-        assert meta["metrics"][k] == report[k]
+        assert meta.metrics[k] == report[k]
     # the default stratified split validates every breed, on 1 of the fixture's 3 photos: too few to trust alone
     assert sum(report["n_valid_per_class"].values()) == report["n_valid"] == 37
-    assert len(report["few_valid_classes"]) == 37 and "per_class" not in meta["metrics"]
-    assert meta["metrics"]["exported_epoch"] == 2  # one-cycle's last epoch, by default
+    assert len(report["few_valid_classes"]) == 37 and "per_class" not in meta.metrics
+    assert meta.metrics["exported_epoch"] == 2  # one-cycle's last epoch, by default
 
 
 def test_load_learner_in_a_fresh_process_that_imported_nothing_of_ours(breeds_model):
@@ -69,13 +72,14 @@ def test_safe_predictor_matches_fastai_predict(breeds_model):
     from fastai.learner import load_learner
 
     learn = load_learner(breeds_model / "model.pkl")
-    pred = load_predictor(breeds_model, tta=False)  # one view, as learn.predict; TTA: test_predict.py
-    assert pred.vocab == list(learn.dls.vocab)
-    for f in sorted(PETS.glob("*.jpg"))[::10]:  # includes the GIF and the RGBA PNG named .jpg
-        with learn.no_bar():
-            _, _, probs = learn.predict(f)
-        ours = pred.probs(pred.preprocess(f)[None])[0]
-        assert torch.allclose(probs, ours, atol=1e-4), f.name
+    for backend in ("torch", "onnxruntime"):
+        pred = load_predictor(breeds_model, backend=backend)  # one view, as learn.predict; TTA: test_predict.py
+        assert pred.vocab == list(learn.dls.vocab)
+        for f in sorted(PETS.glob("*.jpg"))[::10]:  # includes the GIF and the RGBA PNG named .jpg
+            with learn.no_bar():
+                _, _, probs = learn.predict(f)
+            ours = pred.probs(pred.preprocess(f)[None])[0]
+            assert np.allclose(probs.numpy(), ours, atol=1e-4), (backend, f.name)
 
 
 def test_export_is_model_agnostic_vit(tmp_path):
@@ -85,7 +89,7 @@ def test_export_is_model_agnostic_vit(tmp_path):
     assert out.shape == (2, 3)
     save_safe(
         model,
-        dict(arch="test_vit", task="breeds", vocab=["a", "b", "c"], size=160, mean=[0.5] * 3, std=[0.5] * 3),
+        ModelMeta(arch="test_vit", task="breeds", vocab=["a", "b", "c"], size=160, mean=[0.5] * 3, std=[0.5] * 3),
         tmp_path,
     )
     loaded, _ = load_safe(tmp_path)
@@ -181,13 +185,17 @@ def test_failed_export_keeps_the_previous_export(breeds_model, tmp_path, monkeyp
     load_predictor(d)  # still loads
 
 
-def test_train_cli_help_shows_defaults():
-    r = subprocess.run([sys.executable, "-m", "catdog_fastai.train", "--help"], capture_output=True, text=True)
-    assert r.returncode == 0
+def test_train_cli_help_shows_defaults(capsys):
+    from catdog_fastai.train import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
     for flag in ("--arch", "--weights", "--task", "--split", "--lr", "--opt", "--resume", "--valid-pct"):
-        assert flag in r.stdout
-    assert "default: tf_efficientnet_lite0" in r.stdout
-    assert "--logit-adjust" in r.stdout and "--export-epoch" in r.stdout
+        assert flag in out
+    assert "(default: tf_efficientnet_lite0)" in " ".join(out.split())  # argparse wraps lines at any space
+    assert "--onnx" in out and "--logit-adjust" in out and "--export-epoch" in out
 
 
 def test_train_cli_groups_flags_under_one_title_each():
@@ -208,7 +216,7 @@ def test_export_epoch_best_exports_what_the_rule_picks(tmp_path, monkeypatch):
         return best_epoch(hits)
 
     monkeypatch.setattr(train, "export_epoch", most_hits)
-    s = train_model(tiny_cfg(tmp_path, task="catdog", export_epoch="best", epochs=2))
+    s = train_model(tiny_cfg(tmp_path, task="catdog", export_epoch="best", epochs=2, **SMALL))
     ((hits, rule),) = picked
     assert rule == "best" and len(hits) == 3 and all(len(h) == s["n_valid"] for h in hits)
     assert s["valid_hits"] == hits
@@ -223,7 +231,7 @@ def test_default_exports_the_last_epoch_without_keeping_a_best_copy(tmp_path, mo
     saved = []
     real_save = torch.save
     monkeypatch.setattr(torch, "save", lambda obj, p, *a, **k: saved.append(Path(p).name) or real_save(obj, p, *a, **k))
-    s = train_model(tiny_cfg(tmp_path, task="catdog"))
+    s = train_model(tiny_cfg(tmp_path, task="catdog", **SMALL))
     assert s["exported_epoch"] == 2 and s["valid_accuracy"] == pytest.approx(s["history"][-1]["accuracy"])
     assert saved and not any(".best.pth" in n for n in saved)
 
@@ -237,46 +245,45 @@ def test_default_exports_the_last_epoch_without_keeping_a_best_copy(tmp_path, mo
         (["--valid-pct", "1.5"], "--valid-pct"),
     ],
 )
-def test_train_cli_rejects_bad_arguments(args, msg):
-    r = subprocess.run([sys.executable, "-m", "catdog_fastai.train", *args], capture_output=True, text=True)
-    assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
+def test_train_cli_rejects_bad_arguments(args, msg, capsys):
+    from catdog_fastai.train import main
+
+    with pytest.raises(SystemExit) as e:  # argparse's exit: usage and the message, no traceback
+        main(args)
+    assert e.value.code == 2 and msg in capsys.readouterr().err
 
 
-def test_train_cli_errors_are_one_clear_line(tmp_path):
-    cases = [
-        (["--data", str(tmp_path / "missing")], "data folder not found"),
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--data", "MISSING"], "data folder not found"),
         (["--data", str(PETS), "--arch", "resnet_18", "--no-pretrained"], "Did you mean"),
-    ]
-    for args, msg in cases:
-        r = subprocess.run(
-            [sys.executable, "-m", "catdog_fastai.train", *args, "--out", str(tmp_path / "o")],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert r.returncode == 2, r.stderr
-        assert msg in r.stderr and "Traceback" not in r.stderr
+    ],
+)
+def test_train_cli_errors_are_one_clear_line(tmp_path, capsys, args, msg):
+    from catdog_fastai.train import main
+
+    args = [str(tmp_path / a) if a == "MISSING" else a for a in args]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("catdog-train: error: ") and err.count("\n") == 1 and msg in err, err
 
 
-def test_train_cli_offline_default_download(tmp_path):
-    "No --data and no network: one line that names the fix, no traceback (network blocked in the child)."
-    code = (
-        "import socket, sys\n"
-        "def refuse(*a, **k): raise OSError(101, 'Network is unreachable')\n"
-        "socket.create_connection = refuse; socket.getaddrinfo = refuse; socket.socket.connect = refuse\n"
-        "from catdog_fastai.train import main\n"
-        f"sys.exit(main(['--out', {str(tmp_path / 'o')!r}, '--no-pretrained']))\n"
-    )
-    r = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**__import__("os").environ, "FASTAI_HOME": str(tmp_path / "fastai")},
-    )
-    assert r.returncode == 2
-    assert "could not download Oxford-IIIT Pets" in r.stderr and "--data DIR" in r.stderr
-    assert "Traceback" not in r.stderr and "../shared" not in r.stderr  # no path of this repo's own machines
+def test_train_cli_offline_default_download(tmp_path, no_network, monkeypatch, capsys):
+    "No --data and no network: one line that names the fix, no traceback."
+    from fastai.data.external import fastai_cfg
+
+    from catdog_fastai.train import main
+
+    monkeypatch.setenv("FASTAI_HOME", str(tmp_path / "fastai"))  # no cached copy of Pets
+    fastai_cfg.cache_clear()  # fastai reads FASTAI_HOME once per process
+    try:
+        assert main(["--out", str(tmp_path / "o"), "--no-pretrained"]) == 2
+    finally:
+        fastai_cfg.cache_clear()  # the next caller reads the real FASTAI_HOME again
+    err = capsys.readouterr().err
+    assert "could not download Oxford-IIIT Pets" in err and "--data DIR" in err and err.count("\n") == 1
+    assert "../shared" not in err  # no path of this repo's own machines
 
 
 def test_unwritable_out_is_reported(tmp_path, capsys):
@@ -293,9 +300,8 @@ def test_unwritable_out_is_reported(tmp_path, capsys):
 
 
 def test_every_error_a_person_can_fix_has_one_root():
-    from catdog_fastai.data import DataError
     from catdog_fastai.distributed import LaunchError
-    from catdog_fastai.errors import CatdogError
+    from catdog_fastai.errors import CatdogError, DataError
     from catdog_fastai.images import ImageError
 
     for cls in (DataError, ModelError, ExportError, LaunchError, ImageError):
@@ -305,24 +311,28 @@ def test_every_error_a_person_can_fix_has_one_root():
 def test_tiny_catdog_run_through_the_api(tmp_path):
     from catdog_fastai import train_model
 
-    summary = train_model(tiny_cfg(tmp_path, task="catdog", epochs=0, freeze_epochs=1, pkl=False))
+    summary = train_model(tiny_cfg(tmp_path, task="catdog", epochs=0, freeze_epochs=1, pkl=False, **SMALL))
     assert summary["n_classes"] == 2 and not (tmp_path / "model.pkl").exists()
     p = load_predictor(tmp_path)
     top = p.predict(PETS / "Bengal_1.jpg", top_k=None)
     assert [lab for lab, _ in sorted(top)] == ["cat", "dog"] and abs(sum(pr for _, pr in top) - 1) < 1e-5
 
 
-def test_lr_auto_runs_lr_find_and_saves_its_plot(tmp_path, caplog):
+def test_lr_auto_runs_lr_find_and_saves_its_plot(tmp_path, caplog, monkeypatch):
     import logging
+    from functools import partialmethod
+
+    from fastai.learner import Learner
 
     from catdog_fastai import train_model
 
+    monkeypatch.setattr(Learner, "lr_find", partialmethod(Learner.lr_find, num_it=25))  # not 100: our wiring is tested
     with caplog.at_level(logging.INFO, logger="catdog_fastai"):
-        train_model(tiny_cfg(tmp_path, task="catdog", lr="auto", epochs=0, freeze_epochs=1, pkl=False))
+        train_model(tiny_cfg(tmp_path, task="catdog", lr="auto", epochs=0, freeze_epochs=1, pkl=False, **SMALL))
     assert (tmp_path / "lr_find.png").stat().st_size > 1000
     assert "lr_find suggests lr =" in caplog.text
     meta = read_meta(tmp_path)
-    assert meta["config"]["lr"] == "auto"
+    assert meta.config["lr"] == "auto"
 
 
 @pytest.mark.parametrize("opt", [o for o in OPTIMIZERS if o != "adam"])  # adam: the next test
@@ -415,3 +425,19 @@ def test_loss_takes_out_the_prior_the_sampling_leaves(tmp_path):
     cfg = tiny_cfg(tmp_path, task="catdog", sampling="balanced")
     adjust = get_learner(get_dls(cfg), cfg).loss_func.adjust
     assert torch.allclose(adjust, adjust[0].expand_as(adjust))  # classes drawn equally: a constant, i.e. plain CE
+
+
+def test_model_json_is_one_typed_record_and_old_ones_read():
+    "`ModelMeta` round-trips through JSON; a stored 0.4.1 model.json reads with defaults for the newer fields."
+    old = json.loads((Path(__file__).parent / "data" / "export-0.4.1" / META).read_text())
+    meta = ModelMeta.from_json(old)
+    assert meta.head == "fastai" and meta.verdict is None and meta.onnx is None and meta.ood["threshold"] > 0
+    assert meta.metrics["calibration"]["score"] == "mean_distance" and meta.n_classes == 37
+    assert ModelMeta.from_json(meta.to_json()) == meta
+    assert "onnx" not in meta.to_json() and meta.to_json()["format_version"] == 1
+    with pytest.raises(ExportError, match="export format 2"):
+        ModelMeta.from_json({**old, "format_version": 2})
+    with pytest.raises(ExportError, match="lacks vocab"):
+        ModelMeta.from_json({k: v for k, v in old.items() if k != "vocab"})
+    with pytest.raises(ExportError, match="malformed field"):
+        ModelMeta.from_json({**old, "size": "large"})

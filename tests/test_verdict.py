@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import PETS
@@ -55,7 +56,7 @@ def test_pet_probability_is_imagenets_mass_on_dogs_and_cats():
     p = verdict.pet_probability(feats, weight, bias)
     assert p[0] > 0.99 and p[1] > 0.99 and p[2] < 0.01
     concat = torch.cat([torch.zeros(3, nf), feats], 1)  # a fastai head's [max, average] input: reads the average
-    assert torch.allclose(verdict.pet_probability(concat, weight, bias), p)
+    assert np.allclose(verdict.pet_probability(concat, weight, bias), p)
 
 
 def _pred(pairs, v, species=None):
@@ -111,7 +112,8 @@ def test_a_stored_0_4_export_loads_and_says_known_or_unknown():
     "A real 0.4.1 export (fastai head, an `ood` threshold, no `verdict` entry) still loads and predicts."
     old = Path(__file__).parent / "data" / "export-0.4.1"  # made by catdog_fastai 0.4.1 from the fixture photos
     pred = load_predictor(old)
-    assert pred.meta["versions"]["catdog_fastai"] == "0.4.1" and "verdict" not in pred.meta
+    assert pred.meta.versions["catdog_fastai"] == "0.4.1" and pred.meta.verdict is None
+    assert pred.meta.head == "fastai" and pred.meta.onnx is None  # fields added since then take their defaults
     assert not pred.can_tell_unsure and pred.rule["gate"] == "features"
     rs = pred.predict_batch(sorted(PETS.glob("*.jpg"))[:12], calibrated=True)
     assert {r.verdict for r in rs} <= {"known", "unknown"}
