@@ -19,8 +19,8 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
 PATHS = {
-    "torch": ["torch", "timm", "safetensors", "pillow", "numpy"],
-    "onnxruntime": ["onnxruntime", "safetensors", "pillow", "numpy"],
+    "torch": ["torch", "timm", "safetensors", "pillow", "numpy", "threadpoolctl"],
+    "onnxruntime": ["onnxruntime", "safetensors", "pillow", "numpy", "threadpoolctl"],
 }
 
 

@@ -4,15 +4,17 @@
         [--baseline-app OLD/app.py --baseline-python OLD/.venv/bin/python]
 
 Starts `app.py` in a subprocess on 127.0.0.1, runs `clients` concurrent clients doing `per-client` predictions
-each (a real photo, uploaded every time), reports failures, p50/p95 latency, throughput and the app's CPU time
-per prediction, then runs `soak` more predictions and reports the app's resident memory before and after. With
-`--baseline-app`, another version's app (in its own environment) takes the same burst first, same model, same
-photo, same machine, in the same run. Traffic goes to the loopback address only.
+each (a real photo, uploaded every time), reports failures, p50/p95 latency, throughput and the CPU time per
+prediction of the app and of the clients (which share the machine), then runs `soak` more predictions and reports
+the app's resident memory before and after. With `--baseline-app`, another version's app (in its own environment)
+takes the same burst first: same model, same photo, same machine, same run. Traffic goes to the loopback address
+only.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import bench
@@ -25,13 +27,18 @@ def burst(app: Path, python: str, args, log: Path) -> tuple[dict, object, str]:
     "Start `app`, run the burst; return its figures, the running process (the caller stops it) and its URL."
     proc, url = start_app(Path(args.model), log, app, python)
     hammer(url, Path(args.photo), 2, 3)  # warm-up: first requests load lazily
-    cpu0, base = cpu_s(proc.pid), rss_mb(proc.pid)
+    cpu0, clients0, base = cpu_s(proc.pid), time.process_time(), rss_mb(proc.pid)
     r = hammer(url, Path(args.photo), args.clients, args.per_client)
-    r.update(app_cpu_ms_per_prediction=(cpu_s(proc.pid) - cpu0) * 1000 / max(r["ok"], 1), app_rss_mb_start=base)
+    per = 1000 / max(r["ok"], 1)
+    r.update(
+        app_cpu_ms_per_prediction=(cpu_s(proc.pid) - cpu0) * per,
+        client_cpu_ms_per_prediction=(time.process_time() - clients0) * per,  # the gradio_client threads, here
+        app_rss_mb_start=base,
+    )
     print(
         f"{app}: {args.clients} concurrent clients, {r['ok']} ok, {r['failed']} failed {r['errors']}; latency p50 "
-        f"{r['p50'] * 1000:.0f} ms, p95 {r['p95'] * 1000:.0f} ms; {r['rps']:.1f} predictions/s; app CPU "
-        f"{r['app_cpu_ms_per_prediction']:.0f} ms per prediction"
+        f"{r['p50'] * 1000:.0f} ms, p95 {r['p95'] * 1000:.0f} ms; {r['rps']:.1f} predictions/s; CPU per prediction: "
+        f"app {r['app_cpu_ms_per_prediction']:.0f} ms, clients {r['client_cpu_ms_per_prediction']:.0f} ms"
     )
     return r, proc, url
 

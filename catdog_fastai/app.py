@@ -36,6 +36,9 @@ MAX_FILE_SIZE = 10 * 1024 * 1024  # bytes; bigger uploads are refused before the
 TOP_K = 3
 MAX_BATCH = int(os.environ.get("CATDOG_MAX_BATCH", 16))  # uploads answered by one forward pass
 CONCURRENCY = int(os.environ.get("CATDOG_CONCURRENCY", 2))  # the batch tab's requests at once
+# The forward pass's threads: half the cores, the other half serve HTTP, uploads and decoding. On 2 cores under 50
+# clients, 1 thread gave more predictions/s for less CPU each than 2 (BENCHMARKS.md §6).
+THREADS = int(os.environ.get("CATDOG_THREADS", 0)) or max(1, (os.cpu_count() or 2) // 2)
 TRAIN_HINT = """### No model yet
 Train one (a few minutes on a CPU), then restart the app:
 
@@ -51,7 +54,7 @@ NO_TORCH = "_The heatmap needs torch and timm (`pip install torch timm`); the an
 def load_model(path: str | os.PathLike) -> tuple[Predictor | None, str]:
     "The predictor at `path` (ONNX Runtime when the export has model.onnx), or None and a message saying why."
     try:
-        return load_predictor(path, device="cpu"), ""
+        return load_predictor(path, device="cpu", threads=THREADS), ""
     except ExportError as e:
         return None, f"{TRAIN_HINT}\n\n_Looked in `{Path(path).resolve()}`: {e}_"
 

@@ -11,7 +11,9 @@ for both backends, so they see identical pixels and give the same answer. It rea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import functools
 import logging
 import math
 import os
@@ -83,8 +85,8 @@ class Predictor:
         self.backend, self.meta, self.tta = backend, meta, tta
         self.vocab: list[str] = list(meta.vocab)
         self.size = meta.size
-        self._mean = np.array(meta.mean, dtype=np.float32).reshape(1, 3, 1, 1)
-        self._std = np.array(meta.std, dtype=np.float32).reshape(1, 3, 1, 1)
+        mean, std = (np.array(v, dtype=np.float32).reshape(1, 3, 1, 1) for v in (meta.mean, meta.std))
+        self._scale, self._shift = 1 / (255 * std), -mean / std  # (x / 255 - mean) / std in one multiply-add
         extras = {k: np.asarray(v, dtype=np.float32) for k, v in (extras or {}).items()}
         self.ood: dict[str, Any] | None = meta.ood
         self.temperature = float(self.ood["temperature"]) if self.ood else 1.0
@@ -118,11 +120,11 @@ class Predictor:
     def preprocess(self, x: ImageInput) -> np.ndarray:
         "An image (path, bytes, PIL, numpy) as a uint8 (3, size, size) array."
         img = center_crop_resize(open_image(x), self.size)
-        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+        return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
 
     def normalize(self, batch: np.ndarray) -> np.ndarray:
         "A uint8 (N, 3, size, size) batch from `preprocess` as the model's input: float32, normalised."
-        return (np.asarray(batch, dtype=np.float32) / 255 - self._mean) / self._std
+        return np.asarray(batch, dtype=np.float32) * self._scale + self._shift
 
     def unknown_scores(self, logits: np.ndarray, pooled: np.ndarray) -> np.ndarray | None:
         "Each photo's score for the unknown verdict (higher = less like the classes); None without a gate."
@@ -139,7 +141,8 @@ class Predictor:
         x = self.normalize(batch)
         n = len(x)
         logits, pooled = self.backend(np.concatenate([x, x[..., ::-1]]) if self.tta else x)
-        scores = self.unknown_scores(logits[:n], pooled[:n])
+        with _one_blas_thread():
+            scores = self.unknown_scores(logits[:n], pooled[:n])
         if self.tta:  # the log of the two views' mean softmax: softmax of it is that mean
             logits = np.logaddexp(_log_softmax(logits[:n]), _log_softmax(logits[n:])) - math.log(2)
         return logits.astype(np.float32), scores
@@ -215,6 +218,22 @@ class Predictor:
     def is_pet_model(self) -> bool:
         'Cat/dog and Pets breed models, whose unknown answer is "not a cat or a dog".'
         return verdict.is_pet_model(self.vocab, self.meta.task)
+
+
+@functools.cache
+def _blas() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager:
+    """NumPy's BLAS on one thread for the gate's matrix product: a second thread pool beside the backend's, on a
+    few cores, made one prediction 2x slower (BENCHMARKS.md §3); one thread does it in under a millisecond."""
+    controller = _blas()
+    return controller.limit(limits=1, user_api="blas") if controller else contextlib.nullcontext()
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

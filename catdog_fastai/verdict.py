@@ -60,8 +60,8 @@ def pet_probability(pooled: np.ndarray, weight: np.ndarray, bias: np.ndarray) ->
 
     A fastai head's input is concat-pooled ([max, average]); ImageNet's classifier reads the average, its last
     half."""
-    x = np.asarray(pooled, dtype=np.float64)[:, -np.shape(weight)[1] :]
-    logits = x @ np.asarray(weight, dtype=np.float64).T + np.asarray(bias, dtype=np.float64)
+    x = np.asarray(pooled, dtype=np.float32)[:, -np.shape(weight)[1] :]
+    logits = (x @ np.asarray(weight, dtype=np.float32).T + np.asarray(bias, dtype=np.float32)).astype(np.float64)
     return np.exp(_logsumexp(logits[:, PET_CLASSES]) - _logsumexp(logits))
 
 
