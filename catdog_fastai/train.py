@@ -167,7 +167,7 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
         raise LaunchError("--lr auto runs lr_find on one process: run it without the launcher, then pass --lr")
 
     # device and seed: bit-reproducible on the CPU (what --resume is tested against); on a GPU, cuDNN picks the
-    # fastest kernels for our fixed input size instead of deterministic ones (BENCHMARKS.md)
+    # on a GPU: the fastest kernels for our fixed input size instead of deterministic ones (cuDNN autotuning)
     device = _device()
     set_seed(cfg.seed, reproducible=device.type == "cpu")
     torch.backends.cudnn.benchmark = device.type == "cuda"
