@@ -203,3 +203,15 @@ def test_model_card_tab_shows_the_exports_card(breeds_model, monkeypatch, tmp_pa
     assert f"balanced accuracy **{m['valid_balanced_accuracy']:.4f}**" in card
     assert all(v in card for v in pred.vocab)
     assert pred.unknown_text() in card
+
+
+def test_the_heatmap_says_it_needs_torch_where_torch_is_missing(breeds_model, monkeypatch):
+    "Serving without torch still answers; the Grad-CAM slot says why it is empty instead of failing."
+    from catdog_fastai import app as app_module
+
+    pred = load_predictor(breeds_model, backend="onnxruntime")
+    explain = app_module._Explainer(pred, breeds_model)
+    img, note = explain(str(PHOTO))  # torch is here: a heatmap from a torch predictor loaded on first use
+    assert img is not None and "pushed the model" in note and explain.torch_pred.backend.name == "torch"
+    monkeypatch.setattr(app_module, "available", lambda name: name not in ("torch", "timm"))
+    assert app_module._Explainer(pred, breeds_model)(str(PHOTO)) == (None, app_module.NO_TORCH)
