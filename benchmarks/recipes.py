@@ -238,7 +238,7 @@ def run_ours(data: Path, weights: str, epochs: int, seed: int, out: Path, task: 
     img_s = sum(unfrozen) / len(unfrozen) if unfrozen else float("nan")
     if not score:
         return _result([], [], [], (None, None), img_s, t0)
-    pred = load_predictor(out)
+    pred = load_predictor(out, backend="torch")  # the ours+sweep recipe edits its torch weights
     files = sorted(find_images(data / "valid")[0])
     train_files = find_images(data / "train")[0]
     label = label_func(task)
