@@ -42,6 +42,7 @@ from .export import export
 from .files import atomic_write, write_json
 from .loggers import logger_callbacks
 from .losses import sampled_counts, training_loss
+from .meta import ONNX
 from .metrics import BalancedAccuracy, export_epoch, label_scores
 from .model import CosineClassifier, build_model, norm_stats, splitter, wise_ft
 from .optim import OPT_FUNCS
@@ -237,6 +238,7 @@ def where_it_went(cfg: TrainConfig, out: Path, card: Path) -> list[str]:
     "The closing lines: where the export, the card and the logs are, and how to open the app on this model."
     lines = [
         f"export: {out}/model.safetensors + model.json (load_predictor({str(out)!r}))"
+        + (f", {out}/model.onnx (ONNX Runtime)" if (out / ONNX).is_file() else "")
         + (f", {out}/model.pkl (fastai load_learner)" if cfg.pkl else ""),
         f"model card: {card} (publish the folder as it is: hf upload USER/NAME {out})",
     ]

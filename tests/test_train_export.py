@@ -441,3 +441,13 @@ def test_model_json_is_one_typed_record_and_old_ones_read():
         ModelMeta.from_json({k: v for k, v in old.items() if k != "vocab"})
     with pytest.raises(ExportError, match="malformed field"):
         ModelMeta.from_json({**old, "size": "large"})
+
+
+def test_the_closing_lines_name_the_files_written(tmp_path):
+    from catdog_fastai.train import where_it_went
+
+    cfg = tiny_cfg(tmp_path, pkl=False)
+    assert "model.onnx" not in where_it_went(cfg, tmp_path, tmp_path / "README.md")[0]
+    (tmp_path / "model.onnx").write_bytes(b"graph")
+    first = where_it_went(cfg, tmp_path, tmp_path / "README.md")[0]
+    assert f"{tmp_path}/model.onnx (ONNX Runtime)" in first and "model.pkl" not in first
