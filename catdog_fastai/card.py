@@ -528,8 +528,10 @@ def _usage(meta: dict[str, Any], pkl: bool, onnx: bool) -> str:
     if onnx:
         parts += [
             "",
-            f"`{ONNX}` holds the same network for ONNX Runtime: {meta['size']}x{meta['size']} RGB input, "
-            "preprocessed as `model.json` says (`size`, `mean`, `std`).",
+            f"`{ONNX}` holds the same network for ONNX Runtime: a batch of {meta['size']}x{meta['size']} RGB images "
+            "in, preprocessed as `model.json` says (`size`, `mean`, `std`); the logits and the pooled features out. "
+            "`load_predictor` uses it when onnxruntime is installed, and then needs no torch "
+            '(`load_predictor("DIR", backend="onnxruntime")`).',
         ]
     return "\n".join(parts)
 
