@@ -246,7 +246,7 @@ def where_it_went(cfg: TrainConfig, out: Path, card: Path) -> list[str]:
         lines.append(f"training curves: tensorboard --logdir {out / 'runs'}")
     elif cfg.logger == "wandb":
         lines.append("training curves: in your Weights & Biases run (offline runs: wandb sync " + f"{out}/wandb)")
-    lines.append(f"try it: python app.py --model {out}   or   catdog-predict PHOTOS --model {out}")
+    lines.append(f"try it: catdog-app --model {out}   or   catdog-predict PHOTOS --model {out}")
     return lines
 
 

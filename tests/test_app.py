@@ -215,3 +215,16 @@ def test_the_heatmap_says_it_needs_torch_where_torch_is_missing(breeds_model, mo
     assert img is not None and "pushed the model" in note and explain.torch_pred.backend.name == "torch"
     monkeypatch.setattr(app_module, "available", lambda name: name not in ("torch", "timm"))
     assert app_module._Explainer(pred, breeds_model)(str(PHOTO)) == (None, app_module.NO_TORCH)
+
+
+def test_catdog_app_is_installed_with_the_package(capsys):
+    "`catdog-app` (pyproject's console script) is `catdog_fastai.app:main`; its help names the options."
+    from importlib.metadata import entry_points
+
+    from catdog_fastai.app import main
+
+    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "catdog-app"]
+    assert ep.value == "catdog_fastai.app:main"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "--model" in capsys.readouterr().out
