@@ -45,16 +45,16 @@ class TorchBackend:
     def __init__(self, model: Any, device: str | Any = "cpu"):
         import torch
 
-        self._torch = torch
+        from .ood import forward
+
+        self._torch, self._forward = torch, forward
         self.device = torch.device(device)
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from .ood import forward
-
         torch = self._torch
         with torch.inference_mode():
-            logits, pooled = forward(self.model, torch.from_numpy(x).to(self.device, non_blocking=True))
+            logits, pooled = self._forward(self.model, torch.from_numpy(x).to(self.device, non_blocking=True))
         return logits.float().cpu().numpy(), pooled.float().cpu().numpy()
 
 

@@ -17,16 +17,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import ExportError
-from .files import atomic_write, sha256
+from .files import atomic_write
 from .meta import (
     EXTRA_PREFIX,
-    META,
+    MIXED_UP,
     ONNX,
     PKL,
     WEIGHTS,
     ModelMeta,
     read_meta,
     stamped,
+    verify,
     versions,
     write_meta,
 )
@@ -46,15 +47,18 @@ def save_safe(
 
     `extra` tensors (names starting `ood.`, e.g. the class means of the unknown gate) are stored beside the weights.
     """
-    out = Path(out)
+    meta = stamped(meta, save_weights(model, out, extra))
+    write_meta(out, meta)
+    return meta
+
+
+def save_weights(model: torch.nn.Module, out: str | Path, extra: dict[str, torch.Tensor] | None = None) -> Path:
+    "Write `model.safetensors` (the weights, float32 on the CPU, and the `extra` tensors) atomically; its path."
     sd = {
         k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
         for k, v in {**model.state_dict(), **(extra or {})}.items()
     }
-    atomic_write(out / WEIGHTS, lambda p: save_file(sd, str(p), metadata={"format": "pt"}))
-    meta = stamped(meta, out / WEIGHTS)
-    write_meta(out, meta)
-    return meta
+    return atomic_write(Path(out) / WEIGHTS, lambda p: save_file(sd, str(p), metadata={"format": "pt"}))
 
 
 def load_safe(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelMeta]:
@@ -67,11 +71,7 @@ def load_safe(path: str | Path, device: str | torch.device = "cpu") -> tuple[tor
     wpath = folder / WEIGHTS
     if not wpath.is_file():
         raise ExportError(f"{wpath} is missing; the export in {folder} is incomplete")
-    if meta.weights_sha256 not in (None, sha256(wpath)):
-        raise ExportError(
-            f"{wpath} does not match {folder / META} (checksum differs): the pair was mixed up or "
-            "a write was interrupted; re-export"
-        )
+    verify(wpath, meta.weights_sha256, MIXED_UP)
     try:
         model = build_model(meta.arch, meta.n_classes, pretrained=False, head=meta.head)
     except ModelError as e:
@@ -139,12 +139,12 @@ def export(
         meta = dataclasses.replace(meta, ood=fitted.ood, verdict=fitted.verdict)
         extra = fitted.tensors
     learn.model.float()
-    meta = save_safe(learn.model, meta, out, extra)
+    meta = stamped(meta, save_weights(learn.model, out, extra))
     if cfg.onnx:
         meta = dataclasses.replace(meta, onnx=write_onnx(learn.model, meta, out))
-        write_meta(out, meta)
     else:
         (out / ONNX).unlink(missing_ok=True)  # a graph from an earlier export would not match these weights
+    write_meta(out, meta)  # last: it vouches for the files above by their checksums
     if cfg.pkl:
         atomic_write(out / PKL, lambda p: learn.export(p))
     return out

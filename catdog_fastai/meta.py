@@ -28,6 +28,7 @@ from .files import sha256, write_json
 FORMAT_VERSION = 1  # bump when a field's meaning changes; loaders refuse other versions
 WEIGHTS, META, PKL, ONNX = "model.safetensors", "model.json", "model.pkl", "model.onnx"
 REQUIRED = ("arch", "vocab", "size", "mean", "std")
+MIXED_UP = "the pair was mixed up or a write was interrupted; re-export"  # what to do about a checksum mismatch
 EXTRA_PREFIX = "ood."  # arrays in model.safetensors that are not the network's weights (`read_extras`)
 
 
@@ -127,6 +128,14 @@ def read_extras(path: str | os.PathLike) -> dict[str, Any]:
         return {}
     with safe_open(str(wpath), "np") as f:
         return {k: f.get_tensor(k) for k in f.keys() if k.startswith(EXTRA_PREFIX)}
+
+
+def verify(path: Path, expected: str | None, fix: str) -> Path:
+    """`path`, if its SHA-256 is the one model.json recorded (`expected`; None: an export from before checksums);
+    else an `ExportError` ending with `fix`."""
+    if expected not in (None, sha256(path)):
+        raise ExportError(f"{path} does not match {path.parent / META} (checksum differs): {fix}")
+    return path
 
 
 def versions(*extra: str) -> dict[str, str]:

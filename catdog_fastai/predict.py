@@ -27,10 +27,10 @@ import numpy as np
 from . import verdict
 from .backends import BACKENDS, Backend, OnnxBackend, TorchBackend, available
 from .errors import ExportError
-from .files import atomic_write, sha256
+from .files import atomic_write
 from .images import IMAGE_EXTS, ImageError, ImageInput, center_crop_resize, open_image
 from .labels import breed_is_cat, is_pets_vocab
-from .meta import ONNX, PKL, WEIGHTS, ModelMeta, read_extras, read_meta
+from .meta import MIXED_UP, ONNX, PKL, WEIGHTS, ModelMeta, read_extras, read_meta, verify
 
 log = logging.getLogger("catdog_fastai")
 
@@ -242,8 +242,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     x = np.asarray(logits, dtype=np.float64)
-    x = x - x.max(1, keepdims=True)
-    return x - np.log(np.exp(x).sum(1, keepdims=True))
+    return x - verdict.logsumexp(x)[:, None]
 
 
 def _verdict_rule(
@@ -274,11 +273,7 @@ def _onnx_file(folder: Path, meta: ModelMeta) -> Path | None:
     path = folder / ONNX
     if meta.onnx is None or not path.is_file():
         return None
-    if meta.onnx.get("sha256") not in (None, sha256(path)):
-        raise ExportError(
-            f"{path} does not match {folder / 'model.json'} (checksum differs): re-run catdog-export {folder} --onnx"
-        )
-    return path
+    return verify(path, meta.onnx.get("sha256"), f"re-run catdog-export {folder} --onnx")
 
 
 def _choose(backend: str, onnx: Path | None, device: str | None) -> str:
@@ -348,8 +343,7 @@ def load_predictor(
     if chosen == "onnxruntime":
         if onnx is None:
             raise ExportError(f"{folder} has no {ONNX}: add it with `catdog-export {folder} --onnx`")
-        if meta.weights_sha256 not in (None, sha256(folder / WEIGHTS)):
-            raise ExportError(f"{folder / WEIGHTS} does not match {folder / 'model.json'}: re-export")
+        verify(folder / WEIGHTS, meta.weights_sha256, MIXED_UP)  # the gate's arrays come from it
         engine: Backend = OnnxBackend(onnx, threads, device or "cpu")
     else:
         from .export import load_safe

@@ -62,7 +62,7 @@ def pet_probability(pooled: np.ndarray, weight: np.ndarray, bias: np.ndarray) ->
     half."""
     x = np.asarray(pooled, dtype=np.float32)[:, -np.shape(weight)[1] :]
     logits = (x @ np.asarray(weight, dtype=np.float32).T + np.asarray(bias, dtype=np.float32)).astype(np.float64)
-    return np.exp(_logsumexp(logits[:, PET_CLASSES]) - _logsumexp(logits))
+    return np.exp(logsumexp(logits[:, PET_CLASSES]) - logsumexp(logits))
 
 
 def mean_distance(pooled: np.ndarray, means: np.ndarray) -> np.ndarray:
@@ -72,10 +72,11 @@ def mean_distance(pooled: np.ndarray, means: np.ndarray) -> np.ndarray:
 
 def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     "Energy score (Liu et al., 2020): -T * logsumexp(logits / T); higher = less like the training photos."
-    return -temperature * _logsumexp(np.asarray(logits, dtype=np.float64) / temperature)
+    return -temperature * logsumexp(np.asarray(logits, dtype=np.float64) / temperature)
 
 
-def _logsumexp(x: np.ndarray) -> np.ndarray:
+def logsumexp(x: np.ndarray) -> np.ndarray:
+    "log(sum(exp(x))) of each row, without overflow."
     m = x.max(1, keepdims=True)
     return (m + np.log(np.exp(x - m).sum(1, keepdims=True)))[:, 0]
 
