@@ -4,16 +4,22 @@ Plain accuracy on an imbalanced validation set mostly measures its biggest class
 shows has balanced accuracy (the mean of per-class recall, each class weighing the same) beside it. One set of
 functions computes them for the training log (`balanced_accuracy`, a fastai metric), the post-training report, and
 `catdog-evaluate` (`scores`), and `export_epoch` decides whether an epoch other than the last may be exported.
+The counting itself is scikit-learn's (confusion matrix, balanced accuracy) and SciPy's (the exact binomial test
+behind McNemar's), both installed with fastai.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import binomtest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix
 
 from .labels import breed, breed_is_cat, cat_or_dog
 
@@ -21,10 +27,10 @@ FEW_VALID = 5  # fewer validation photos than this in a class: its recall moves 
 
 
 def confusion(actual: Sequence[int], predicted: Sequence[int], n_classes: int) -> np.ndarray:
-    "Confusion matrix, rows = actual class, columns = predicted class."
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (np.asarray(actual, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
-    return cm
+    "Confusion matrix of class indices in [0, n_classes), rows = actual class, columns = predicted class."
+    if len(actual) == 0:  # scikit-learn refuses empty input; an empty matrix is the honest answer
+        return np.zeros((n_classes, n_classes), dtype=np.int64)
+    return confusion_matrix(actual, predicted, labels=np.arange(n_classes)).astype(np.int64)
 
 
 def per_class_recall(cm: np.ndarray) -> np.ndarray:
@@ -42,10 +48,19 @@ def balanced_accuracy_cm(cm: np.ndarray) -> float:
 
 
 def balanced_accuracy(preds: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:
-    "fastai metric form (`AccumMetric(balanced_accuracy, dim_argmax=-1)`): class indices in, a scalar out."
+    """fastai metric form (`AccumMetric(balanced_accuracy, dim_argmax=-1)`): class indices in, a scalar out; the mean
+    recall over the classes that have photos (NaN for no photo at all)."""
     preds, targs = preds.view(-1).long().cpu(), targs.view(-1).long().cpu()
-    n = int(max(preds.max(), targs.max())) + 1 if len(targs) else 1
-    return torch.tensor(balanced_accuracy_cm(confusion(targs.numpy(), preds.numpy(), n)))
+    return torch.tensor(_balanced(targs.numpy(), preds.numpy()))
+
+
+def _balanced(actual: np.ndarray, predicted: np.ndarray) -> float:
+    "scikit-learn's balanced accuracy; a class predicted but absent from `actual` just counts as a miss."
+    if len(actual) == 0:
+        return float("nan")
+    with warnings.catch_warnings():  # a 5-photo validation set rarely holds every class the model predicts
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true", UserWarning)
+        return float(balanced_accuracy_score(actual, predicted))
 
 
 def BalancedAccuracy():  # noqa: N802 - named like fastai's metric factories (e.g. `BalancedAccuracy` in fastai)
@@ -72,14 +87,12 @@ def scores(files: Sequence[str | Path], predicted: Sequence[str], task: str) -> 
 
 
 def _plain_and_balanced(name: str, actual: list[str], predicted: list[str], groups: list[str]) -> dict[str, float]:
-    "Accuracy, and the mean over `groups` (the breeds) of each group's accuracy."
-    hit = np.array([a == p for a, p in zip(actual, predicted)], dtype=np.float64)
-    by_group: dict[str, list[float]] = {}
-    for g, h in zip(groups, hit):
-        by_group.setdefault(g, []).append(h)
+    "Accuracy, and the mean over `groups` (the breeds) of each group's accuracy: a photo weighs 1 / its group's size."
+    size = Counter(groups)
+    weight = [1 / size[g] for g in groups]
     return {
-        f"{name}_accuracy": float(hit.mean()),
-        f"{name}_balanced_accuracy": float(np.mean([np.mean(v) for v in by_group.values()])),
+        f"{name}_accuracy": float(accuracy_score(actual, predicted)),
+        f"{name}_balanced_accuracy": float(accuracy_score(actual, predicted, sample_weight=weight)),
     }
 
 
@@ -89,11 +102,12 @@ def label_scores(actual: Sequence[str], predicted: Sequence[str], vocab: Sequenc
     extra = sorted(set(actual) - set(idx))  # classes the model has never seen count as always wrong
     labels = list(vocab) + extra
     idx.update({v: len(vocab) + i for i, v in enumerate(extra)})
-    cm = confusion([idx[a] for a in actual], [idx[p] for p in predicted], len(labels))
+    a, p = np.array([idx[v] for v in actual], dtype=np.int64), np.array([idx[v] for v in predicted], dtype=np.int64)
+    cm = confusion(a, p, len(labels))
     recall = per_class_recall(cm)
     return dict(
         accuracy=float(np.trace(cm) / max(cm.sum(), 1)),
-        balanced_accuracy=balanced_accuracy_cm(cm),
+        balanced_accuracy=_balanced(a, p),
         per_class={lab: None if math.isnan(r) else float(r) for lab, r in zip(labels, recall) if cm[idx[lab]].sum()},
         n_per_class={lab: int(cm[idx[lab]].sum()) for lab in labels if cm[idx[lab]].sum()},
         confusion_matrix=dict(labels=labels, matrix=cm.tolist()),
@@ -105,35 +119,15 @@ def few_photo_classes(n_per_class: dict[str, int], few: int = FEW_VALID) -> list
     return sorted(c for c, n in n_per_class.items() if n < few)
 
 
-def cv_folds(labels: Sequence[str], k: int = 5, seed: int = 0) -> list[int]:
-    """A fold number in [0, k) for every item, dealt out class by class (stratified k-fold).
-
-    Each class's items are shuffled (seeded) and dealt round-robin, so a class of 5 photos puts exactly one in each
-    of 5 folds and every item is held out exactly once across the folds.
-    """
-    rng = np.random.default_rng(seed)
-    fold = [0] * len(labels)
-    by_class: dict[str, list[int]] = {}
-    for i, y in enumerate(labels):
-        by_class.setdefault(y, []).append(i)
-    for idxs in by_class.values():
-        for j, i in enumerate(rng.permutation(idxs)):
-            fold[int(i)] = j % k
-    return fold
-
-
 def mcnemar_p(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> float:
     """Two-sided exact McNemar test: how likely two models that are equally good disagree this one-sidedly.
 
-    Only the photos exactly one of the two gets right count; under 'equally good' each such photo is a coin flip.
+    Only the photos exactly one of the two gets right count; under 'equally good' each such photo is a coin flip
+    (SciPy's exact binomial test at p = 1/2).
     """
     b = sum(1 for x, y in zip(a_correct, b_correct) if x and not y)
     c = sum(1 for x, y in zip(a_correct, b_correct) if y and not x)
-    n = b + c
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
-    return min(1.0, 2 * tail)
+    return float(binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
 
 
 def best_epoch(correct_by_epoch: Sequence[Sequence[bool]]) -> int:

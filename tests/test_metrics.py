@@ -3,18 +3,20 @@ the rule for exporting an epoch other than the last, each on hand-made numbers."
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from folds import cv_folds  # benchmarks/folds.py: only the benchmarks deal folds
 
 from catdog_fastai.metrics import (
     balanced_accuracy,
     balanced_accuracy_cm,
     confusion,
-    cv_folds,
     export_epoch,
     label_scores,
     mcnemar_p,
@@ -43,6 +45,16 @@ def test_fastai_metric_form_agrees_with_the_confusion_matrix():
     cm = confusion(targs.tolist(), preds.tolist(), 3)
     assert cm.tolist() == [[3, 1, 0], [0, 1, 0], [1, 0, 1]]
     assert float(balanced_accuracy(preds, targs)) == pytest.approx((0.75 + 1 + 0.5) / 3)
+    assert balanced_accuracy_cm(cm) == pytest.approx(float(balanced_accuracy(preds, targs)))
+
+
+def test_edge_cases_scikit_learn_would_refuse_or_warn_about():
+    "No photo at all, and a predicted class no validation photo has: the training log must not crash or nag."
+    assert confusion([], [], 3).tolist() == [[0] * 3] * 3
+    assert np.isnan(float(balanced_accuracy(torch.tensor([]), torch.tensor([]))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn's "y_pred contains classes not in y_true" is silenced
+        assert float(balanced_accuracy(torch.tensor([0, 2, 1]), torch.tensor([0, 0, 1]))) == pytest.approx(0.75)
 
 
 def test_scores_weigh_every_breed_the_same_also_for_cat_or_dog():
@@ -73,6 +85,8 @@ def test_cv_folds_hold_every_photo_out_once_and_every_breed_in_every_fold():
         assert sorted(f for f, y in zip(folds, labels) if y == breed) == [0, 1, 2, 3, 4]
     assert Counter(f for f, y in zip(folds, labels) if y == "Bengal") == {f: 39 for f in range(5)}
     assert cv_folds(labels, 5, seed=3) == folds and cv_folds(labels, 5, seed=4) != folds
+    small = cv_folds(["a", "a", "b", "b", "b", "b", "b", "b", "b"], k=3)  # a class smaller than k misses a fold
+    assert Counter(small) == {0: 3, 1: 3, 2: 3} and len(set(small[:2])) == 2
 
 
 def test_mcnemar_counts_only_the_photos_the_two_disagree_on():
@@ -80,6 +94,10 @@ def test_mcnemar_counts_only_the_photos_the_two_disagree_on():
     assert mcnemar_p([True, False] * 5, [False, True] * 5) == 1.0
     assert mcnemar_p([True] * 50, [True] * 50) == 1.0  # no disagreement: nothing to tell apart
     assert mcnemar_p([True, True, False], [False, True, False]) == 1.0  # one photo of difference is a coin flip
+    # 3 photos one way, 17 the other: 2 x P(X <= 3), X ~ Binomial(20, 1/2), summed by hand
+    assert mcnemar_p([True] * 3 + [False] * 17, [False] * 3 + [True] * 17) == pytest.approx(
+        2 * sum(math.comb(20, i) for i in range(4)) / 2**20
+    )
 
 
 def test_export_epoch_takes_the_last_unless_the_validation_set_can_tell():

@@ -1,0 +1,241 @@
+"""What the model card states, read once from `model.json` (and `report.json`) into typed records.
+
+model.json's `metrics`, `config` and `verdict` entries are open dicts that grew over versions: an export may lack
+any optional key, or (made by hand) hold a string where a number belongs. Each record below reads the keys it needs,
+keeps a value only when it has the expected type, and leaves it None otherwise, so the card's text can say "not
+recorded" or leave a line out rather than print a placeholder or a figure the export does not hold.
+
+The verdict's rule is read by `verdict.read_rule`, the same reader serving uses, so the card describes the rule
+`load_predictor` applies, old exports included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from .labels import TASKS
+from .meta import ONNX, PKL, ModelMeta
+from .verdict import is_pet_model, read_rule, unknown_text
+
+
+def number(v: Any) -> float | None:
+    "A finite int or float (not a bool) as float; None for anything else."
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return float(v) if ok else None
+
+
+def count(v: Any) -> int | None:
+    "A whole, non-negative number as int; None for anything else."
+    x = number(v)
+    return int(x) if x is not None and x >= 0 and x == int(x) else None
+
+
+def text(v: Any) -> str | None:
+    "A scalar setting as the card prints it (`2e-3` stays `2e-3`); None when missing or not a scalar."
+    return None if v is None or isinstance(v, (dict, list)) else str(v)
+
+
+def flag(v: Any) -> bool | None:
+    return v if isinstance(v, bool) else None
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+@dataclass(frozen=True)
+class Figures:
+    "Validation figures of the exported weights: model.json's `metrics` over report.json's; None = not recorded."
+
+    accuracy: float | None = None
+    balanced_accuracy: float | None = None
+    catdog_accuracy: float | None = None  # breeds models: the species the predicted breed implies
+    catdog_balanced_accuracy: float | None = None  # ... with every breed weighing the same
+    baseline_accuracy: float | None = None  # no training: the pretrained features' nearest class mean
+    baseline_balanced_accuracy: float | None = None
+    n_valid: int | None = None
+    exported_epoch: int | None = None
+    n_few_valid_classes: int | None = None
+    per_class: dict[str, float] = field(default_factory=dict)  # recall per class (report.json)
+    n_per_class: dict[str, int] = field(default_factory=dict)  # validation photos per class (report.json)
+
+    @classmethod
+    def read(cls, metrics: dict[str, Any], report: dict[str, Any]) -> Figures:
+        m = {**report, **metrics}  # model.json first: it describes the exported weights
+        recall = {str(k): number(v) for k, v in _dict(report.get("per_class")).items()}
+        counts = {str(k): count(v) for k, v in _dict(report.get("n_valid_per_class")).items()}
+        return cls(
+            accuracy=number(m.get("valid_accuracy")),
+            balanced_accuracy=number(m.get("valid_balanced_accuracy")),
+            catdog_accuracy=number(m.get("valid_catdog_accuracy")),
+            catdog_balanced_accuracy=number(m.get("valid_catdog_balanced_accuracy")),
+            baseline_accuracy=number(m.get("baseline_accuracy")),
+            baseline_balanced_accuracy=number(m.get("baseline_balanced_accuracy")),
+            n_valid=count(m.get("n_valid")),
+            exported_epoch=count(m.get("exported_epoch")),
+            n_few_valid_classes=count(m.get("n_few_valid_classes")),
+            per_class={k: v for k, v in recall.items() if v is not None},
+            n_per_class={k: v for k, v in counts.items() if v is not None},
+        )
+
+
+@dataclass(frozen=True)
+class Recipe:
+    "The training settings the card names, from model.json's `config` (a `TrainConfig` as saved); None = not saved."
+
+    data: str | None = None
+    split: str | None = None
+    valid_pct: float | None = None
+    pretrained: bool | None = None
+    weights: str | None = None
+    epochs: int | None = None
+    freeze_epochs: int | None = None
+    pkl: bool | None = None
+    head: str | None = None
+    freeze_bn: str | None = None
+    wise: str | None = None
+    opt: str | None = None
+    lr: str | None = None
+    wd: str | None = None
+    bs: str | None = None
+    logit_adjust: str | None = None
+    label_smoothing: str | None = None
+    sampling: str | None = None
+    seed: str | None = None
+
+    @classmethod
+    def read(cls, cfg: dict[str, Any]) -> Recipe:
+        readers = {"valid_pct": number, "pretrained": flag, "pkl": flag, "epochs": count, "freeze_epochs": count}
+        return cls(**{f.name: readers.get(f.name, text)(cfg.get(f.name)) for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
+class Calibration:
+    "The temperature fitted on the validation photos and the expected calibration error before and after it."
+
+    temperature: float | None
+    ece_before: float | None
+    ece_after: float | None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The 'unknown' verdict as `load_predictor` applies it (`verdict.read_rule`), and how `known_min_prob` was set:
+    `known_basis` is "older" (an export from before it was fitted: fixed at 0.5), "fixed" or "fitted"."""
+
+    gate: str
+    threshold: float
+    keep: float | None
+    n_views: int | None  # validation photos x views the threshold was fitted on
+    on_views: bool  # fitted on each photo as it is, at low resolution and in grayscale (the `verdict` entry, 0.5+)
+    known_min_prob: float | None  # None: an export from before the unsure answer (known or unknown only)
+    known_basis: str
+    known_target: float | None  # the precision the fitted known_min_prob aims for on the validation photos
+    known_precision: float | None  # ... and what it had there (optimistic: fitted on those photos)
+    known_coverage: float | None  # the share of those photos answered known
+    rates: dict[str, float]  # measured rates in the `verdict` entry ("rate" in the key), flattened: "a.b_rate"
+
+    @classmethod
+    def read(cls, meta: ModelMeta, calibration: dict[str, Any]) -> Rule | None:
+        "None for exports that call nothing unknown (no rule, or one without a usable threshold)."
+        entry = meta.verdict if isinstance(meta.verdict, dict) else None
+        rule = read_rule(entry, meta.ood if isinstance(meta.ood, dict) else calibration)
+        threshold = number(rule.get("threshold")) if rule else None
+        if rule is None or threshold is None:
+            return None
+        entry = entry or {}
+        fitted = flag(entry.get("known_fitted"))
+        basis = "fitted" if fitted or "known_target" in entry else "fixed" if fitted is False else "older"
+        return cls(
+            gate=str(rule.get("gate")),
+            threshold=threshold,
+            keep=number(rule.get("keep")),
+            n_views=count(rule.get("n_valid")),
+            on_views=bool(entry),
+            known_min_prob=number(rule.get("known_min_prob")),
+            known_basis=basis,
+            known_target=number(entry.get("known_target")),
+            known_precision=number(entry.get("valid_known_precision")),
+            known_coverage=number(entry.get("valid_known_coverage")),
+            rates=_rates(entry),
+        )
+
+
+def _rates(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_rates(v, f"{key}."))
+        elif "rate" in key and number(v) is not None:
+            out[key] = float(v)
+    return out
+
+
+@dataclass(frozen=True)
+class Facts:
+    "Everything the card states about one export."
+
+    meta: ModelMeta
+    figures: Figures
+    recipe: Recipe
+    calibration: Calibration | None
+    rule: Rule | None
+    pkl: bool  # model.pkl is in the folder
+    onnx: bool  # model.onnx is in the folder
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.meta.vocab)
+
+    @property
+    def pets(self) -> bool:
+        "Labels read from Oxford-IIIT Pet file names (cat/dog or breeds), not from the user's own folders or CSV."
+        return self.meta.task in TASKS
+
+    @property
+    def unknown_text(self) -> str:
+        "What the app and `catdog-predict` say for a photo that looks like none of the classes."
+        return unknown_text(is_pet_model(self.meta.vocab, self.meta.task))
+
+    @property
+    def head(self) -> str | None:
+        return self.meta.head or self.recipe.head
+
+
+def as_meta(meta: ModelMeta | dict[str, Any]) -> ModelMeta:
+    """`meta` as a `ModelMeta`. A dict needs only `arch`, `vocab` and `size`: cards of old or hand-made exports
+    still render (the card does not use `mean` / `std`, which serving checks)."""
+    if not isinstance(meta, ModelMeta):
+        names = {f.name for f in dataclasses.fields(ModelMeta)}
+        meta = ModelMeta(**{"mean": [], "std": [], **{k: v for k, v in meta.items() if k in names}})
+    return dataclasses.replace(  # a hand-edited model.json can hold anything in its open entries
+        meta,
+        vocab=[str(v) for v in meta.vocab],
+        size=int(meta.size),
+        **{name: _dict(getattr(meta, name)) for name in ("metrics", "config", "versions")},
+    )
+
+
+def read_facts(
+    meta: ModelMeta | dict[str, Any], report: dict[str, Any] | None = None, files: Collection[str] | None = None
+) -> Facts:
+    """The card's facts from model.json (`meta`), report.json (`report`) and the folder's file names (`files`; None
+    guesses from `meta`: the config's `pkl` flag, an `onnx` entry)."""
+    meta = as_meta(meta)
+    recipe = Recipe.read(meta.config)
+    cal = _dict(meta.ood) or _dict(meta.metrics.get("calibration"))  # 0.4 kept a copy in metrics
+    calibration = Calibration(*(number(cal.get(k)) for k in ("temperature", "ece_before", "ece_after")))
+    return Facts(
+        meta=meta,
+        figures=Figures.read(meta.metrics, report or {}),
+        recipe=recipe,
+        calibration=calibration if any(dataclasses.astuple(calibration)) else None,
+        rule=Rule.read(meta, cal),
+        pkl=PKL in files if files is not None else recipe.pkl is not False,
+        onnx=ONNX in files if files is not None else meta.onnx is not None,
+    )
