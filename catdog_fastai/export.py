@@ -4,7 +4,8 @@ and `model.pkl` (fastai).
 Every file is written to a temporary name in the same folder and renamed into place (`files.atomic_write`), so a
 crash, a full disk or Ctrl-C mid-write leaves the previous good file untouched, never half a file. `model.json`
 (`meta.ModelMeta`) records the arch, vocab, preprocessing and the library versions; on load it is checked against
-the weights so a mismatched or foreign file fails with a message instead of wrong predictions.
+the weights so a mismatched or foreign file fails with a message instead of wrong predictions. Reading the pair back
+(`load_safe`) is the serving side's job (`backends.load_safe`, re-exported here): this module writes.
 """
 
 from __future__ import annotations
@@ -14,23 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from .errors import ExportError
+from .backends import load_safe
 from .files import atomic_write
-from .meta import (
-    EXTRA_PREFIX,
-    MIXED_UP,
-    ONNX,
-    PKL,
-    WEIGHTS,
-    ModelMeta,
-    read_meta,
-    stamped,
-    verify,
-    versions,
-    write_meta,
-)
+from .meta import ONNX, PKL, WEIGHTS, ModelMeta, stamped, write_meta
+from .onnx_export import write_onnx
+
+__all__ = ["save_safe", "save_weights", "load_safe", "export_meta", "export"]
 
 if TYPE_CHECKING:
     from fastai.learner import Learner
@@ -61,47 +53,6 @@ def save_weights(model: torch.nn.Module, out: str | Path, extra: dict[str, torch
     return atomic_write(Path(out) / WEIGHTS, lambda p: save_file(sd, str(p), metadata={"format": "pt"}))
 
 
-def load_safe(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelMeta]:
-    """Rebuild the model from `model.json` and load `model.safetensors` into it, checking every key and shape."""
-    from .model import ModelError, build_model
-
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    meta = read_meta(folder)
-    wpath = folder / WEIGHTS
-    if not wpath.is_file():
-        raise ExportError(f"{wpath} is missing; the export in {folder} is incomplete")
-    verify(wpath, meta.weights_sha256, MIXED_UP)
-    try:
-        model = build_model(meta.arch, meta.n_classes, pretrained=False, head=meta.head)
-    except ModelError as e:
-        raise ExportError(f"{e} (the export was made with {meta.versions}, running {versions()})") from None
-    try:
-        sd = load_file(str(wpath), device="cpu")
-    except Exception as e:  # safetensors raises its own error types for damaged headers
-        raise ExportError(f"{wpath} is not a readable safetensors file ({e})") from None
-    sd = {k: v for k, v in sd.items() if not k.startswith(EXTRA_PREFIX)}  # not weights: see `read_extras`
-    want = model.state_dict()
-    missing, extra = sorted(set(want) - set(sd)), sorted(set(sd) - set(want))
-    bad = [k for k in set(want) & set(sd) if want[k].shape != sd[k].shape]
-    if missing or extra or bad:
-        detail = "; ".join(
-            s
-            for s in (
-                f"missing {missing[:3]}" if missing else "",
-                f"unexpected {extra[:3]}" if extra else "",
-                f"shape mismatch {bad[:3]}" if bad else "",
-            )
-            if s
-        )
-        raise ExportError(
-            f"{wpath} does not fit {meta.arch} with {meta.n_classes} classes ({detail}). Exported with "
-            f"{meta.versions}, running {versions()}."
-        )
-    model.load_state_dict(sd)
-    return model.to(device).eval(), meta
-
-
 def export_meta(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any], layout: str = "pets") -> ModelMeta:
     """What `model.json` says about a model: enough to rebuild it, preprocess for it and judge it. `layout`: where
     the labels came from (`sources.LAYOUTS`)."""
@@ -130,8 +81,6 @@ def export(
     `fitted` (`ood.fit`): model.json's `ood` and `verdict` entries and their tensors (class means, ImageNet's
     classifier for the gate); older exports have neither.
     """
-    from .onnx_export import write_onnx
-
     out = Path(cfg.out)
     meta = export_meta(learn, cfg, metrics, layout)
     extra = None

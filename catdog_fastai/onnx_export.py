@@ -1,6 +1,8 @@
-"""`model.onnx`: the exported network as an ONNX graph, for `load_predictor(backend="onnxruntime")`.
+"""`model.onnx`: the exported network as an ONNX graph, for `load_predictor(backend="onnxruntime")`; and the
+`catdog-export` command.
 
-    catdog-export models --onnx        (adds model.onnx to an export made without it, or by an older version)
+    catdog-export models --onnx              (adds model.onnx to an export made without it, or by an older version)
+    catdog-export models --space space/      (a Hugging Face Space folder that serves it without torch: space.py)
 
 The graph takes the normalised image batch ("image", float32, N x 3 x size x size, N dynamic) and returns the
 logits and the pooled features ("logits", "pooled"): the verdict's gate reads the pooled features, so a
@@ -8,6 +10,9 @@ prediction from ONNX Runtime is the same as one from torch, verdict included. It
 TorchScript-based exporter (seconds on a CPU, and no extra packages), checked against torch on a random batch when
 onnxruntime is installed, and recorded in model.json's `onnx` entry (opset, exporter versions, checksum). An
 architecture the exporter cannot trace leaves the rest of the export as it is, with a one-line warning.
+
+torch is imported only to trace: `catdog-export --space` runs in a serving install (no torch), and `--onnx` without
+torch says in one line what to install.
 """
 
 from __future__ import annotations
@@ -19,16 +24,20 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from .backends import OUTPUTS, available
+from .backends import OUTPUTS, OnnxBackend, available, forward, load_safe, needs_training_stack
+from .card import CARD, write_card
 from .errors import CatdogError, ExportError
 from .files import atomic_write, sha256
 from .meta import ONNX, ModelMeta, versions, write_meta
+from .space import build_space, publish_hint, push
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger("catdog_fastai")
 
@@ -36,25 +45,29 @@ OPSET = 18
 PARITY_ATOL = 1e-3  # a traced graph that differs from torch by more than this is not kept (seen: ~1e-6)
 
 
-class _LogitsAndPooled(nn.Module):
-    "`ood.forward` as a module: the graph's two outputs."
+def _logits_and_pooled(model: nn.Sequential) -> nn.Module:
+    "`backends.forward` as a module (the graph's two outputs); defined on first use, so torch is imported to trace."
+    import torch
 
-    def __init__(self, model: nn.Sequential):
-        super().__init__()
-        self.model = model
+    class LogitsAndPooled(torch.nn.Module):
+        def __init__(self, model: nn.Sequential):
+            super().__init__()
+            self.model = model
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from .ood import forward
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return forward(self.model, x)
 
-        return forward(self.model, x)
+    return LogitsAndPooled(model)
 
 
 def write_onnx(model: nn.Module, meta: ModelMeta, folder: str | Path) -> dict[str, Any] | None:
     """Trace `model` (left untouched: a CPU float32 copy in eval mode is traced) into `folder/model.onnx`,
     atomically, and return model.json's `onnx` entry; on failure, warn in one line naming the architecture,
     remove any older model.onnx there, and return None."""
+    import torch
+
     path = Path(folder) / ONNX
-    net = _LogitsAndPooled(copy.deepcopy(model).float().cpu()).eval()
+    net = _logits_and_pooled(copy.deepcopy(model).float().cpu()).eval()
     x = torch.randn(2, 3, meta.size, meta.size, generator=torch.Generator().manual_seed(0))
     try:
         atomic_write(path, lambda p: _trace(net, x, p))
@@ -78,6 +91,8 @@ def write_onnx(model: nn.Module, meta: ModelMeta, folder: str | Path) -> dict[st
 
 
 def _trace(net: nn.Module, x: torch.Tensor, path: Path) -> None:
+    import torch
+
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer warnings say nothing to a user
         torch.onnx.export(
@@ -94,10 +109,10 @@ def _trace(net: nn.Module, x: torch.Tensor, path: Path) -> None:
 
 def _check(net: nn.Module, x: torch.Tensor, path: Path) -> float | None:
     "The largest difference between torch and ONNX Runtime on `x` (None without onnxruntime); raises past tolerance."
+    import torch
+
     if not available("onnxruntime"):
         return None
-    from .backends import OnnxBackend
-
     with torch.no_grad():
         want = [t.numpy() for t in net(x)]
     got = OnnxBackend(path, threads=1)(x.numpy())
@@ -109,9 +124,6 @@ def _check(net: nn.Module, x: torch.Tensor, path: Path) -> float | None:
 
 def add_onnx(folder: str | Path) -> ModelMeta:
     "Add (or replace) `model.onnx` in an existing export and record it in its model.json."
-    from .card import CARD, write_card
-    from .export import load_safe
-
     folder = Path(folder)
     model, meta = load_safe(folder)
     entry = write_onnx(model, meta, folder)
@@ -125,22 +137,49 @@ def add_onnx(folder: str | Path) -> ModelMeta:
 
 
 def main(argv: list[str] | None = None) -> int:
-    "`catdog-export DIR --onnx`."
+    "`catdog-export DIR --onnx` and/or `catdog-export DIR --space OUT` (`--onnx` first when both are given)."
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
-    ap = argparse.ArgumentParser(description="Add formats to an existing export folder (made by catdog-train).")
+    ap = argparse.ArgumentParser(
+        description="Add formats to an existing export folder (made by catdog-train), or turn it into a Hugging Face "
+        "Space folder that serves it with ONNX Runtime, without torch."
+    )
     ap.add_argument("model", help="export folder (model.safetensors + model.json)")
     ap.add_argument("--onnx", action="store_true", help="write model.onnx for ONNX Runtime and record it in model.json")
+    space = ap.add_argument_group("Hugging Face Space (see docs/space.md)")
+    space.add_argument("--space", metavar="OUT", help="write a Gradio Space folder for this export to OUT")
+    space.add_argument("--examples", nargs="+", default=[], metavar="PHOTO", help="up to 6 example photos for the page")
+    space.add_argument("--title", help="the Space's title (default: the model card's)")
+    space.add_argument("--emoji", default="🐾", help="the Space's emoji")
+    space.add_argument("--force", action="store_true", help="replace OUT even if it holds other files (keeps .git)")
+    space.add_argument("--push", metavar="USER/NAME", help="also upload OUT to this Space through huggingface_hub")
     args = ap.parse_args(argv)
-    if not args.onnx:
-        ap.error("say what to add: --onnx")
+    if not (args.onnx or args.space):
+        ap.error("say what to add: --onnx, or --space OUT")
+    if not args.space and (args.examples or args.force or args.push or args.title):
+        ap.error("--examples, --title, --force and --push go with --space OUT")
     try:
-        meta = add_onnx(args.model)
+        if args.onnx:
+            problem = needs_training_stack("catdog-export --onnx", ("torch", "timm", "onnx"))
+            if problem:
+                print(problem, file=sys.stderr)
+                return 2
+            meta = add_onnx(args.model)
+            entry = meta.onnx or {}
+            print(f"{Path(args.model) / ONNX}: opset {entry['opset']}, largest gap to torch {entry['max_abs_diff']}")
+            if not args.space:
+                print(f"serve it without torch: load_predictor({args.model!r}, backend='onnxruntime')")
+        if args.space:
+            out = build_space(
+                args.model, args.space, examples=args.examples, title=args.title, emoji=args.emoji, force=args.force
+            )
+            print(f"{out}: a Gradio Space serving {args.model} with ONNX Runtime (no torch)")
+            if args.push:
+                print(f"pushed: {push(out, args.push)}")
+            else:
+                print(publish_hint(out))
     except CatdogError as e:
         print(f"catdog-export: {e}", file=sys.stderr)
         return 2
-    entry = meta.onnx or {}
-    print(f"{Path(args.model) / ONNX}: opset {entry['opset']}, largest gap to torch {entry['max_abs_diff']}")
-    print(f"serve it without torch: load_predictor({args.model!r}, backend='onnxruntime')")
     return 0
 
 
