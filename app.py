@@ -1,6 +1,6 @@
 """Cat or dog? Which breed? The web app (`catdog_fastai.app`) with this repository's example photos.
 
-    python app.py [--model DIR] [--port N]      (or CATDOG_MODEL=DIR gradio app.py)
+    python app.py [--model DIR] [--port N] [--share]      (or CATDOG_MODEL=DIR gradio app.py; --help lists all)
 
 Importing this file builds nothing: `python app.py` builds the page once, and `demo` (what `gradio app.py` looks
 for) is built from `CATDOG_MODEL` (default `models/`) the first time it is asked for.

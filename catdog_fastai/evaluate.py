@@ -10,15 +10,12 @@ implies. The arithmetic is in `metrics`.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
-import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ExportError
 from .files import atomic_write, write_json
 from .labels import TASKS, is_pets_name, is_pets_vocab
 from .metrics import FEW_VALID, few_photo_classes, label_scores, scores
@@ -163,20 +160,31 @@ def baseline_line(summary: dict[str, Any]) -> str:
     )
 
 
-def evaluate_folder(model: str | os.PathLike, data: str | os.PathLike, bs: int = 32) -> dict[str, Any]:
-    """An export scored on the labelled photos in `data`, via `load_predictor`.
+def evaluate_folder(
+    model: str | os.PathLike,
+    data: str | os.PathLike,
+    bs: int = 32,
+    progress: bool = False,
+    unseen: bool = False,
+    backend: str = "auto",
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """An export scored on the labelled photos in `data`, via `load_predictor` (the same answers as `predict`).
 
     `data` is any layout `catdog-train --data` reads (`data.find_data`): `Breed_N` photos (or a Pets root), labelled
     as the model's task says; one subfolder per class; a CSV of file,label. Where the data has its own split (train/
     and valid/, an is_valid column) only its validation photos are scored: the model may have trained on the rest.
     Plain and balanced accuracy, per-class recall and the confusion matrix for the model's own labels; for a
-    breed model on Pets photos also the cat/dog figures its breeds imply.
+    breed model on Pets photos also the cat/dog figures its breeds imply. `trained_on` counts the photos that were in
+    the model's own training split (`training_overlap`): figures on them flatter the model; `unseen=True` leaves
+    them out. `progress`: a bar on stderr (`predict_cli.progress`: on a terminal only).
     """
     from .errors import DataError
     from .predict import load_predictor
+    from .predict_cli import progress as bar
     from .sources import find_data
 
-    pred = load_predictor(model)
+    pred = load_predictor(model, backend=backend, threads=threads)
     task = pred.meta.task or "breeds"
     found = find_data(data, task if task in TASKS else "breeds")
     if found.layout == "pets" and task not in TASKS:
@@ -185,13 +193,24 @@ def evaluate_folder(model: str | os.PathLike, data: str | os.PathLike, bs: int =
             "pass a folder with one subfolder per class, or a CSV of file,label"
         )
     keep = [i for i in range(len(found.items)) if found.is_valid is None or found.is_valid[i]]
+    seen, how = training_overlap(pred.meta.config, [found.items[i] for i in keep])
+    n_seen = len(seen)
+    if unseen:
+        keep = [i for i in keep if found.items[i] not in seen]
+    if not keep:
+        raise DataError(f"no photos left to score in {data}" + (" once those it trained on are left out" * unseen))
     items, labels = [found.items[i] for i in keep], [found.labels[i] for i in keep]
-    top1 = [r[0][0] for r in pred.predict_batch(items, top_k=1, bs=bs)]
+    top1: list[str] = []
+    with bar(len(items), bs, "evaluating", show=progress) as b:
+        for i in range(0, len(items), bs):
+            top1 += [r[0][0] for r in pred.predict_batch(items[i : i + bs], top_k=1, bs=bs)]
+            b.update(len(items[i : i + bs]))
     s = label_scores(labels, top1, pred.vocab)
     res: dict[str, Any] = dict(model=str(model), data=str(data), n=len(items), skipped=len(found.skipped), task=task)
     res.update(labels_from=found.layout, accuracy=s["accuracy"], balanced_accuracy=s["balanced_accuracy"])
     if found.layout == "pets":
         res.update(scores(items, top1, task))
+    res.update(trained_on=dict(n=0 if unseen else n_seen, left_out=n_seen if unseen else 0, how=how))
     res.update(
         few_photo_classes=few_photo_classes(s["n_per_class"]),
         **{k: s[k] for k in ("per_class", "n_per_class", "confusion_matrix")},
@@ -199,26 +218,44 @@ def evaluate_folder(model: str | os.PathLike, data: str | os.PathLike, bs: int =
     return res
 
 
-def main(argv: list[str] | None = None) -> int:
-    "`catdog-evaluate --model DIR --data FOLDER`: prints plain and balanced accuracy, per class, as JSON."
-    ap = argparse.ArgumentParser(
-        description="Score an exported model on labelled photos: Breed_N.jpg names, a folder per class, or a CSV.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    ap.add_argument("--model", default=os.environ.get("CATDOG_MODEL", "models"), help="export folder")
-    ap.add_argument("--data", required=True, help="labelled photos, as catdog-train --data takes them")
-    ap.add_argument("--bs", type=int, default=32, help="images per forward pass")
-    args = ap.parse_args(argv)
-    from .errors import DataError
+def training_overlap(config: dict[str, Any], items: Sequence[Path]) -> tuple[set[Path], str]:
+    """Which of `items` were in the training split of the model whose model.json `config` is given, and how that
+    was found out (a sentence). The split is redone from the config (data folder, split, valid_pct, seed), as
+    training did it; a photo counts as seen when its path is a training photo's, or its name is (Pets names, unique
+    across the dataset; for class folders, the class folder and the name). Without the training folder on this
+    machine, Pets-named photos from a model trained on the downloaded Pets count as possibly seen."""
+    from .labels import is_pets_name as pets_named
+    from .sources import find_data
+    from .splits import split_indices
 
+    def key(p: Path) -> str:
+        return p.name if pets_named(p) else f"{p.parent.name}/{p.name}"
+
+    where = config.get("data")
+    if not where:
+        hits = {p for p in items if pets_named(p)}
+        return hits, "it was trained on the downloaded Oxford-IIIT Pets, so Pets-named photos may be among them"
+    root = Path(where).expanduser()
+    if not root.exists():
+        return set(), f"its training data ({where}) is not on this machine to compare with"
     try:
-        res = evaluate_folder(args.model, args.data, bs=args.bs)
-    except (ExportError, DataError) as e:
-        print(f"catdog-evaluate: error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(res, indent=2))
-    return 0
+        found = find_data(root, config.get("task", "breeds"), config.get("split", "stratified"))
+        train, _ = split_indices(
+            found.items, found.labels, root, split=config.get("split", "stratified"),
+            valid_pct=config.get("valid_pct", 0.2), seed=config.get("seed", 42), is_valid=found.is_valid,
+        )  # fmt: skip
+    except Exception as e:  # a changed folder: say so rather than fail the evaluation
+        return set(), f"its training data ({where}) could not be split again ({e})"
+    paths = {found.items[i].resolve() for i in train}
+    keys = {key(found.items[i]) for i in train}
+    hits = {p for p in items if p.resolve() in paths or key(p) in keys}
+    return hits, f"model.json: trained on {where}, split {config.get('split')}, seed {config.get('seed')}"
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def __getattr__(name: str) -> Any:
+    "`catdog-evaluate` moved to `evaluate_cli`; `evaluate.main` still imports from here."
+    if name == "main":
+        from .evaluate_cli import main
+
+        return main
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,58 +10,24 @@ for both backends, so they see identical pixels and give the same answer. It rea
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import csv
-import functools
 import logging
 import math
 import os
-import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import verdict
-from .backends import BACKENDS, Backend, OnnxBackend, TorchBackend, available
+from .backends import BACKENDS, TRAIN_INSTALL, Backend, OnnxBackend, TorchBackend, available, missing
 from .errors import ExportError
-from .files import atomic_write
-from .images import IMAGE_EXTS, ImageError, ImageInput, center_crop_resize, open_image
+from .images import ImageError, ImageInput, center_crop_resize, open_image
 from .labels import breed_is_cat, is_pets_vocab
-from .meta import MIXED_UP, ONNX, PKL, WEIGHTS, ModelMeta, read_extras, read_meta, verify
+from .meta import MIXED_UP, ONNX, WEIGHTS, ModelMeta, read_extras, read_meta, verify
+from .prediction import Prediction, log_softmax, one_blas_thread, softmax
 
 log = logging.getLogger("catdog_fastai")
-
-
-class Prediction(list):
-    """(label, probability) pairs, best first: a plain list, so it compares, indexes and unpacks as it always did.
-
-    It also carries the verdict on the whole photo (`verdict.py`):
-    - `verdict`: "known" (one class clearly), "unsure" (one of the classes, for Pets breed models a cat or a dog,
-      but no class clearly) or "unknown" (none of them: not a cat or a dog). Exports made before the
-      unsure answer existed give known or unknown only; those made before OOD detection, always known.
-    - `unknown`: `verdict == "unknown"`, kept for compatibility; None for exports without OOD detection.
-    - `ood_score`: higher = less like the model's classes (None with `unknown`).
-    - `species`: for Pets breed models, `[('cat', p), ('dog', 1 - p)]` best first, p summed over that species'
-      breeds (all of them, not only the top k); None for other models.
-    """
-
-    def __init__(
-        self,
-        pairs: Iterable[tuple[str, float]] = (),
-        unknown: bool | None = None,
-        ood_score: float | None = None,
-        species: list[tuple[str, float]] | None = None,
-        verdict: str = verdict.KNOWN,
-    ):
-        super().__init__(pairs)
-        self.unknown, self.ood_score, self.species, self.verdict = unknown, ood_score, species, verdict
-
-    def __repr__(self) -> str:
-        v = f"verdict={self.verdict!r}, unknown={self.unknown}, ood_score={self.ood_score}, species={self.species}"
-        return f"Prediction({list.__repr__(self)}, {v})"
 
 
 class UnsafeModelError(ExportError):
@@ -72,11 +38,13 @@ class Predictor:
     """An export's forward pass (`backend`: torch or ONNX Runtime) plus the preprocessing it was trained with and
     what model.json says about its answers. `predict` one image, `predict_each`/`predict_batch` many.
 
-    Probabilities are the model's softmax unless `calibrated=True`, which divides the logits by the temperature
-    fitted on the validation photos (`ood.calibration`): the figures to show people. The verdict and the species
-    are the same either way; the verdict reads the calibrated figures. `tta=True` also looks at each photo's
-    mirror image and averages the two softmaxes: a second forward pass for no measurable gain (BENCHMARKS.md §1),
-    so it is off by default. Without it the probabilities are fastai's `learn.predict`.
+    Probabilities are calibrated: the logits divided by the temperature fitted on the validation photos
+    (`ood.calibration`), so that "90 %" is right about 90 % of the time. They are the figures `catdog-predict`, the
+    app and its `/predict` endpoint show, so one photo gets one number whichever way it is asked. The model's plain
+    softmax (what fastai's `learn.predict` returns) stays available by name: `calibrated=False`, and `probs`. The
+    verdict and the species are the same either way; the verdict reads the calibrated figures.
+    `tta=True` also looks at each photo's mirror image and averages the two softmaxes: a second forward pass for no
+    measurable gain (BENCHMARKS.md §1), so it is off by default.
     """
 
     def __init__(
@@ -141,15 +109,17 @@ class Predictor:
         x = self.normalize(batch)
         n = len(x)
         logits, pooled = self.backend(np.concatenate([x, x[..., ::-1]]) if self.tta else x)
-        with _one_blas_thread():
+        with one_blas_thread():
             scores = self.unknown_scores(logits[:n], pooled[:n])
         if self.tta:  # the log of the two views' mean softmax: softmax of it is that mean
-            logits = np.logaddexp(_log_softmax(logits[:n]), _log_softmax(logits[n:])) - math.log(2)
+            logits = np.logaddexp(log_softmax(logits[:n]), log_softmax(logits[n:])) - math.log(2)
         return logits.astype(np.float32), scores
 
-    def probs(self, batch: np.ndarray) -> np.ndarray:
-        "Class probabilities (the model's plain softmax, as fastai's `learn.predict`) for a uint8 batch."
-        return _softmax(self.outputs(batch)[0])
+    def probs(self, batch: np.ndarray, calibrated: bool = False) -> np.ndarray:
+        """Class probabilities for a uint8 batch: the model's plain softmax by default, as fastai's `learn.predict`
+        (a low-level view for checking the export against fastai); `calibrated=True` for `predict`'s figures."""
+        logits = self.outputs(batch)[0]
+        return softmax(logits / self.temperature if calibrated else logits)
 
     def _top(self, p: np.ndarray, top_k: int | None) -> list[tuple[str, float]]:
         k = len(self.vocab) if top_k is None else max(1, min(top_k, len(self.vocab)))
@@ -163,8 +133,8 @@ class Predictor:
 
     def _results(self, batch: np.ndarray, top_k: int | None, calibrated: bool) -> list[Prediction]:
         logits, scores = self.outputs(batch)
-        cal = _softmax(logits / self.temperature)
-        probs = cal if calibrated else _softmax(logits)
+        cal = softmax(logits / self.temperature)
+        probs = cal if calibrated else softmax(logits)
         out = []
         for i, p in enumerate(probs):
             score = None if scores is None else float(scores[i])
@@ -173,12 +143,13 @@ class Predictor:
             out.append(Prediction(self._top(p, top_k), unknown, score, self._species(p), v))
         return out
 
-    def predict(self, x: ImageInput, top_k: int | None = 3, calibrated: bool = False) -> Prediction:
-        "Labels with probabilities, best first (`top_k=None` for all classes), and the verdict (`Prediction`)."
+    def predict(self, x: ImageInput, top_k: int | None = 3, calibrated: bool = True) -> Prediction:
+        """Labels with probabilities (calibrated; `calibrated=False`: the plain softmax), best first (`top_k=None`
+        for all classes), and the verdict (`Prediction`)."""
         return self._results(self.preprocess(x)[None], top_k, calibrated)[0]
 
     def predict_each(
-        self, xs: Iterable[ImageInput], top_k: int | None = 3, bs: int = 32, calibrated: bool = False
+        self, xs: Iterable[ImageInput], top_k: int | None = 3, bs: int = 32, calibrated: bool = True
     ) -> list[Prediction | ImageError]:
         "`predict` for many images, `bs` per forward pass; an unreadable image gets its `ImageError` in its place."
         xs = list(xs)
@@ -191,7 +162,7 @@ class Predictor:
         return out
 
     def predict_batch(
-        self, xs: Iterable[ImageInput], top_k: int | None = 3, bs: int = 32, calibrated: bool = False
+        self, xs: Iterable[ImageInput], top_k: int | None = 3, bs: int = 32, calibrated: bool = True
     ) -> list[Prediction]:
         "`predict` for many images, run `bs` at a time. Raises `ImageError` naming the first bad image."
         out = self.predict_each(xs, top_k, bs, calibrated)
@@ -218,31 +189,6 @@ class Predictor:
     def is_pet_model(self) -> bool:
         'Cat/dog and Pets breed models, whose unknown answer is "not a cat or a dog".'
         return verdict.is_pet_model(self.vocab, self.meta.task)
-
-
-@functools.cache
-def _blas() -> Any:
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    return ThreadpoolController()
-
-
-def _one_blas_thread() -> contextlib.AbstractContextManager:
-    """NumPy's BLAS on one thread for the gate's matrix product: a second thread pool beside the backend's, on a
-    few cores, made one prediction 2x slower (BENCHMARKS.md §3); one thread does it in under a millisecond."""
-    controller = _blas()
-    return controller.limit(limits=1, user_api="blas") if controller else contextlib.nullcontext()
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    return np.exp(_log_softmax(logits))
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    x = np.asarray(logits, dtype=np.float64)
-    return x - verdict.logsumexp(x)[:, None]
 
 
 def _verdict_rule(
@@ -281,6 +227,11 @@ def _choose(backend: str, onnx: Path | None, device: str | None) -> str:
     for), else torch."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    if backend == "torch" and missing("torch", "timm"):
+        raise ExportError(
+            f"backend='torch' needs {' and '.join(missing('torch', 'timm'))}, which are not installed here: "
+            f"{TRAIN_INSTALL}; or serve model.onnx with backend='onnxruntime'"
+        )
     if backend != "auto":
         return backend
     wants_gpu = device is not None and str(device).startswith("cuda")
@@ -289,15 +240,28 @@ def _choose(backend: str, onnx: Path | None, device: str | None) -> str:
     if available("torch"):
         return "torch"
     raise ExportError(
-        "this export needs torch (pip install catdog_fastai), or model.onnx and onnxruntime "
+        "this export needs torch and timm (pip install 'catdog_fastai[train]'), or model.onnx and onnxruntime "
         "(catdog-export DIR --onnx, then pip install onnxruntime)"
     )
 
 
-def _from_pickle(path: Path, device: str | None, tta: bool) -> Predictor:
+def _torch_threads(threads: int | None) -> None:
+    """`torch.set_num_threads(threads)`: torch's intra-op pool is one per process, so this sets it for the whole
+    process (as `torch.set_num_threads` itself does) and leaves it set; None leaves torch's default."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def _from_pickle(path: Path, device: str | None, tta: bool, threads: int | None = None) -> Predictor:
+    gone = missing("torch", "fastai")
+    if gone:
+        raise ExportError(f"loading {path.name} needs {' and '.join(gone)}: {TRAIN_INSTALL}")
     from fastai.learner import load_learner
 
     device = _torch_device(device)
+    _torch_threads(threads)
     learn = load_learner(path, cpu=device == "cpu")
     if (path.parent / "model.json").is_file():
         meta = read_meta(path.parent)
@@ -320,10 +284,11 @@ def load_predictor(
 
     `backend`: "onnxruntime" runs `model.onnx` (no torch needed), "torch" rebuilds the network from
     `model.safetensors`, "auto" (default) takes ONNX Runtime when the export has `model.onnx` and onnxruntime is
-    installed, else torch. Both give the same predictions (to about 1e-6). `threads`: ONNX Runtime's intra-op
-    threads (torch: `torch.set_num_threads`). A `.pkl` path is loaded (with torch and fastai) only with
-    `trusted=True`: unpickling runs whatever code the file contains. `tta`: average each photo with its mirror
-    image (see `Predictor`).
+    installed, else torch. Both give the same predictions (to about 1e-6). `threads`: the forward pass's CPU
+    threads: ONNX Runtime's intra-op threads for this predictor; for torch, `torch.set_num_threads(threads)`, which
+    is process-wide and stays set (torch has one pool per process). None: the backend's default. A `.pkl` path is
+    loaded (with torch and fastai) only with `trusted=True`: unpickling runs whatever code the file contains.
+    `tta`: average each photo with its mirror image (see `Predictor`).
     """
     path = Path(path).expanduser()
     if path.suffix == ".pkl":
@@ -333,7 +298,7 @@ def load_predictor(
                 f"export in {path.parent} instead (model.safetensors + model.json), or pass trusted=True if you "
                 "made this file yourself."
             )
-        return _from_pickle(path, device, tta)
+        return _from_pickle(path, device, tta, threads)
     if not path.exists():
         raise ExportError(f"no model at {path}: train one with `catdog-train --out {path}`")
     folder = path if path.is_dir() else path.parent
@@ -346,115 +311,10 @@ def load_predictor(
         verify(folder / WEIGHTS, meta.weights_sha256, MIXED_UP)  # the gate's arrays come from it
         engine: Backend = OnnxBackend(onnx, threads, device or "cpu")
     else:
-        from .export import load_safe
+        from .backends import load_safe  # the serving side's loader: torch + timm, nothing from training
 
         device = _torch_device(device)
         model, meta = load_safe(folder, device=device)
+        _torch_threads(threads)
         engine = TorchBackend(model, device)
     return Predictor(engine, meta, read_extras(folder), tta)
-
-
-def _expand(paths: Sequence[str]) -> list[Path]:
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
-        else:
-            files.append(p)
-    return files
-
-
-def main(argv: list[str] | None = None) -> int:
-    "`catdog-predict PATHS_OR_DIRS --model DIR [--csv out.csv] [--top-k 3]`."
-    ap = argparse.ArgumentParser(
-        description="Predict the class of photos (cat/dog, breed, or your own classes) with an exported model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    ap.add_argument("paths", nargs="+", help="image files and/or folders of images")
-    ap.add_argument("--model", default=os.environ.get("CATDOG_MODEL", "models"), help="export folder")
-    ap.add_argument("--top-k", type=int, default=3, help="labels to show per image")
-    ap.add_argument("--csv", help="also write the predictions to this CSV file")
-    ap.add_argument("--bs", type=int, default=32, help="images per forward pass")
-    ap.add_argument("--trust-pickle", action="store_true", help="allow --model to be a model.pkl (runs its code)")
-    ap.add_argument("--backend", choices=BACKENDS, default="auto", help="forward pass: ONNX Runtime or torch")
-    args = ap.parse_args(argv)
-    if args.top_k < 1 or args.bs < 1:
-        ap.error("--top-k and --bs must be at least 1")
-    try:
-        model_path = Path(args.model)
-        if args.trust_pickle and model_path.is_dir() and (model_path / PKL).is_file():
-            model_path = model_path / PKL
-        pred = load_predictor(model_path, trusted=args.trust_pickle, backend=args.backend)
-    except ExportError as e:
-        print(f"catdog-predict: {e}", file=sys.stderr)
-        return 2
-    files = _expand(args.paths)
-    if not files:
-        print("catdog-predict: no images found in " + " ".join(args.paths), file=sys.stderr)
-        return 2
-    results = pred.predict_each(files, top_k=args.top_k, bs=args.bs, calibrated=True)
-    failed = 0
-    for f, r in zip(files, results):
-        if isinstance(r, ImageError):
-            failed += 1
-            print(f"{f}: skipped: {r}", file=sys.stderr)
-        else:
-            print(f"{f}\t{pred.describe(r)}")
-    if args.csv:
-        write_csv(args.csv, table(pred, [str(f) for f in files], results, args.top_k))
-    if failed:
-        print(f"catdog-predict: {failed} of {len(files)} files could not be read", file=sys.stderr)
-    return 1 if failed == len(files) else 0
-
-
-def table(
-    pred: Predictor, names: Sequence[str], results: Sequence[Prediction | Exception], top_k: int
-) -> list[list[str]]:
-    """The one CSV schema of `catdog-predict --csv` and the app's batch tab, header first: path, verdict (known,
-    unsure, unknown), answer (`Predictor.describe`), unknown (true/false, empty for exports without OOD detection;
-    kept for compatibility), ood_score, for Pets breed models species and species_prob, label1, prob1, ...
-    (calibrated probabilities), and error (why a file could not be read)."""
-    top_k = min(top_k, len(pred.vocab))
-    header = [
-        "path",
-        "verdict",
-        "answer",
-        "unknown",
-        "ood_score",
-        *(["species", "species_prob"] if pred.has_species else []),
-    ]
-    header += [c for i in range(1, top_k + 1) for c in (f"label{i}", f"prob{i}")] + ["error"]
-    rows = [header]
-    for name, r in zip(names, results):
-        if not isinstance(r, Prediction):
-            rows.append([name] + [""] * (len(header) - 2) + [str(getattr(r, "message", r))])
-            continue
-        row = [
-            name,
-            r.verdict,
-            pred.describe(r),
-            "" if r.unknown is None else str(r.unknown).lower(),
-            _num(r.ood_score),
-        ]
-        row += [r.species[0][0], _num(r.species[0][1])] if r.species else []
-        row += [c for lab, q in r for c in (lab, _num(q))]
-        rows.append(row + [""] * (len(header) - len(row) - 1) + [""])
-    return rows
-
-
-def _num(x: float | None) -> str:
-    return "" if x is None else f"{x:.6f}"
-
-
-def write_csv(path: str | os.PathLike, rows: list[list[str]]) -> Path:
-    "Write `table` rows to `path` atomically (a crash never leaves half a file)."
-
-    def _write(p: Path) -> None:
-        with open(p, "w", newline="") as fh:
-            csv.writer(fh).writerows(rows)
-
-    return atomic_write(path, _write)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,24 +28,24 @@ def test_predict_endpoint_serves_the_models_prediction(client, breeds_model):
     "The label is the answer in words, cat or dog first for a breed model; then its breeds, calibrated."
     res = client.predict(handle_file(str(PHOTO)), api_name="/predict")
     pred = load_predictor(breeds_model)
-    want = pred.predict(PHOTO, top_k=3, calibrated=True)
+    want = pred.predict(PHOTO, top_k=3)  # the default: the calibrated figures, the same as the app's
     assert res["label"] == pred.describe(want)
     if want.verdict != "unknown":
-        assert res["label"].startswith(want.species[0][0] + " — ")
+        assert res["label"].startswith(want.species[0][0].capitalize() + " (")
     got = [(c["label"], c["confidence"]) for c in res["confidences"]]
     assert [lab for lab, _ in got] == [lab for lab, _ in want]
     assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(got, want))
 
 
 @pytest.mark.parametrize(
-    "change, start",
+    "change, verdict",
     [
-        (dict(threshold=-1.0), "This doesn't look like a cat or a dog (closest: "),  # every photo exceeds it
-        (dict(threshold=10.0, known_min_prob=1.01), ""),  # no photo reaches the bar: unsure
+        (dict(threshold=-1.0), "unknown"),  # every photo exceeds it
+        (dict(threshold=10.0, known_min_prob=1.01), "unsure"),  # no photo reaches the bar
     ],
 )
-def test_predict_endpoint_says_unknown_and_unsure(breeds_model, tmp_path, change, start):
-    "The endpoint's label is the verdict in words, and the classes are still listed."
+def test_predict_endpoint_says_unknown_and_unsure(breeds_model, tmp_path, change, verdict):
+    "The endpoint's label is the verdict in words (`verdict.describe`), and the classes are still listed."
     import json
     import shutil
 
@@ -60,9 +60,11 @@ def test_predict_endpoint_says_unknown_and_unsure(breeds_model, tmp_path, change
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    assert res["label"].startswith(start)
-    if "known_min_prob" in change:
-        assert res["label"].split(" — ")[1].startswith("breed unsure (closest: ")
+    strict = load_predictor(model)
+    p = strict.predict(PHOTO)
+    assert p.verdict == verdict and res["label"] == strict.describe(p)
+    if verdict == "unknown":
+        assert res["label"].startswith("This doesn't look like a cat or a dog")
     assert len(res["confidences"]) == 3 and all(c["label"] in meta["vocab"] for c in res["confidences"])
 
 
@@ -100,7 +102,7 @@ def test_concurrent_uploads_share_a_pass_and_each_gets_its_own_answer(client, fi
         if p == files[1]["text_named_jpg"]:
             assert res["label"] == f"Can't use this file: '{p.name}' {NOT_AN_IMAGE}"
         else:
-            assert res["label"] == pred.describe(pred.predict(p, top_k=3, calibrated=True))
+            assert res["label"] == pred.describe(pred.predict(p, top_k=3))
 
 
 def test_the_batched_function_answers_each_upload(breeds_model, files, tmp_path):
@@ -110,14 +112,65 @@ def test_the_batched_function_answers_each_upload(breeds_model, files, tmp_path)
     demo = build_demo(breeds_model)
     fn = next(f for f in demo.fns.values() if f.api_name == "predict")
     assert fn.batch and fn.max_batch_size >= 8
-    labels, sentences = fn.fn([str(PHOTO), str(files[1]["text_named_jpg"]), None, {"path": str(PETS / "pug_16.jpg")}])
+    (labels,) = fn.fn([str(PHOTO), str(files[1]["text_named_jpg"]), None, {"path": str(PETS / "pug_16.jpg")}])
     pred = load_predictor(breeds_model)
-    assert labels[0]["label"] == pred.describe(pred.predict(PHOTO, calibrated=True))
+    assert labels[0]["label"] == pred.describe(pred.predict(PHOTO))
     bad = files[1]["text_named_jpg"].name
     assert labels[1]["label"] == f"Can't use this file: '{bad}' {NOT_AN_IMAGE}" and labels[1]["confidences"] == []
     assert labels[2]["label"].startswith("Can't use this file: Upload a photo first")
     assert labels[3]["confidences"][0]["label"] == pred.predict(PETS / "pug_16.jpg")[0][0]
-    assert len(sentences) == 4
+    assert len(labels) == 4
+
+
+def test_one_photo_gets_the_same_probabilities_everywhere(client, breeds_model, tmp_path):
+    "load_predictor().predict, predict_batch, predict_each, catdog-predict's CSV, the page and /predict agree."
+    import csv
+
+    from catdog_fastai.app import page_answer
+    from catdog_fastai.predict_cli import main as predict_main
+
+    photos = [PHOTO, PETS / "pug_16.jpg"]
+    for backend in ("onnxruntime", "torch"):
+        pred = load_predictor(breeds_model, backend=backend)
+        out = tmp_path / f"{backend}.csv"
+        args = [*map(str, photos), "--model", str(breeds_model), "--csv", str(out), "--backend", backend]
+        assert predict_main(args) == 0
+        rows = list(csv.DictReader(out.open()))
+        for photo, row in zip(photos, rows, strict=True):
+            want = pred.predict(photo, top_k=3)
+            paths = {
+                "predict_batch": pred.predict_batch([photo], top_k=3)[0],
+                "predict_each": pred.predict_each([photo], top_k=3)[0],
+                "catdog-predict": [(row[f"label{i}"], float(row[f"prob{i}"])) for i in (1, 2, 3)],
+                "/predict": [(c["label"], c["confidence"]) for c in client.predict(handle_file(str(photo)),
+                                                                                    api_name="/predict")["confidences"]],
+                "page": [(c["label"], c["confidence"]) for c in page_answer(pred, want)[1]["confidences"]],
+            }  # fmt: skip
+            for name, got in paths.items():
+                assert [lab for lab, _ in got] == [lab for lab, _ in want], (backend, name)
+                assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(got, want)), (backend, name, got, want)
+            assert row["species"] == want.species[0][0] and abs(float(row["species_prob"]) - want.species[0][1]) < 1e-5
+
+
+def test_the_page_says_cat_or_dog_plainly_with_the_breed_below(breeds_model):
+    "The headline is the species as a person says it; the method (breeds added up) stays on the model card."
+    from catdog_fastai.app import page_answer, pct
+    from catdog_fastai.predict import Prediction
+
+    pred = load_predictor(breeds_model)
+    known = Prediction([("Bengal", 0.994), ("Persian", 0.004)], False, 0.1, [("cat", 0.9996), ("dog", 0.0004)], "known")
+    headline, label, note = page_answer(pred, known)
+    assert (headline, label["label"], note) == ("### Cat (100 %)", "Bengal (99 %)", "")
+    assert [c["label"] for c in label["confidences"]] == ["Bengal", "Persian"] and "added up" not in headline
+    unsure = Prediction([("beagle", 0.41), ("basset_hound", 0.3)], False, 0.1, [("dog", 0.97), ("cat", 0.03)], "unsure")
+    headline, label, note = page_answer(pred, unsure)
+    assert headline == "### Dog (97 %)" and label["label"] == "beagle or basset_hound? (41 %, 30 %)"
+    unknown = Prediction([("pug", 0.2), ("boxer", 0.1)], True, 9.0, [("dog", 0.6), ("cat", 0.4)], "unknown")
+    headline, label, _ = page_answer(pred, unknown)
+    assert headline == "### This doesn't look like a cat or a dog" and label["label"].startswith("Closest: pug (20 %)")
+    headline, label, note = page_answer(pred, ValueError("not an image"))
+    assert "Can't use this file" in headline and label["label"] == "not an image" and note
+    assert pct(0.5) == "50 %"
 
 
 @pytest.mark.parametrize("name", OK_NAMES)
@@ -139,7 +192,7 @@ def test_batch_endpoint_returns_a_table_and_csv(client, files, breeds_model, tmp
     "The same columns as `catdog-predict --csv`, from the same writer."
     import csv
 
-    from catdog_fastai.predict import main as predict_main
+    from catdog_fastai.predict_cli import main as predict_main
 
     paths = [PHOTO, PETS / "beagle_10.jpg", files[1]["text_named_jpg"]]
     table, csv_path = client.predict([handle_file(str(p)) for p in paths], api_name="/predict_batch")
@@ -227,4 +280,5 @@ def test_catdog_app_is_installed_with_the_package(capsys):
     assert ep.value == "catdog_fastai.app:main"
     with pytest.raises(SystemExit):
         main(["--help"])
-    assert "--model" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--model" in out and "--share" in out and "CATDOG_MODEL" in out  # test_cli.py checks every option

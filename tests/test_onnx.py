@@ -79,7 +79,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError(f"{{name}} is blocked in this test")
 sys.meta_path.insert(0, Block())
 from catdog_fastai import ImageError, load_predictor
-from catdog_fastai.predict import main
+from catdog_fastai.predict_cli import main
 p = load_predictor({str(breeds_model)!r})
 rs = p.predict_batch({[str(f) for f in PHOTOS[:6]]!r}, calibrated=True)
 out = [[lab, q, r.verdict] for r in rs for lab, q in r[:1]]

@@ -192,7 +192,7 @@ def bears_model(tmp_path_factory):
 def test_train_export_predict_and_evaluate_on_class_folders(bears_model, capsys):
     from catdog_fastai.evaluate import evaluate_folder
     from catdog_fastai.predict import load_predictor
-    from catdog_fastai.predict import main as predict_main
+    from catdog_fastai.predict_cli import main as predict_main
 
     out, root = bears_model
     pred = load_predictor(out)

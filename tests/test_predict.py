@@ -12,8 +12,8 @@ from badfiles import BAD_NAMES, BAD_OBJECTS, OK_NAMES, bad_cases, ok_cases
 from conftest import PETS
 from PIL import Image
 
-from catdog_fastai import ImageError, UnsafeModelError, load_predictor
-from catdog_fastai.predict import main as predict_main
+from catdog_fastai import ExportError, ImageError, UnsafeModelError, load_predictor
+from catdog_fastai.predict_cli import main as predict_main
 
 PHOTO = PETS / "Bengal_1.jpg"
 
@@ -68,7 +68,7 @@ def test_species_adds_up_the_breeds(pred):
     cat = sum(q for lab, q in p if breed_is_cat(lab))
     assert dict(p.species) == pytest.approx({"cat": cat, "dog": 1 - cat}, abs=1e-5)
     assert p.species[0][1] >= p.species[1][1] and pred.predict(PHOTO, top_k=1).species == p.species
-    assert pred.describe(p).startswith(f"{p.species[0][0]} ")
+    assert pred.describe(p).startswith(f"{p.species[0][0].capitalize()} (")
 
 
 def test_calibrated_probabilities_divide_the_logits_by_the_temperature(pred):
@@ -78,7 +78,48 @@ def test_calibrated_probabilities_divide_the_logits_by_the_temperature(pred):
     want = torch.from_numpy(logits[0] / pred.temperature).softmax(0)
     assert [lab for lab, _ in cal] == [lab for lab, _ in pred.predict(PHOTO, top_k=None)]  # same order
     assert all(abs(q - float(want[pred.vocab.index(lab)])) < 1e-6 for lab, q in cal)
-    assert pred.predict(PHOTO, calibrated=True).unknown == pred.predict(PHOTO).unknown
+    assert pred.predict(PHOTO, calibrated=False).unknown == pred.predict(PHOTO).unknown
+
+
+def test_predict_returns_the_calibrated_figures_and_the_softmax_by_name(pred):
+    "The default is what catdog-predict and the app show; the model's plain softmax is `calibrated=False`/`probs`."
+    assert pred.temperature != 1.0  # the fixture model has a fitted temperature: the two figures differ
+    x = pred.preprocess(PHOTO)[None]
+    default, cal = pred.predict(PHOTO, top_k=None), pred.predict(PHOTO, top_k=None, calibrated=True)
+    plain = pred.predict(PHOTO, top_k=None, calibrated=False)
+    assert default == cal and default.species == cal.species and default != plain
+    order = [pred.vocab.index(lab) for lab, _ in plain]
+    assert np.allclose([q for _, q in plain], pred.probs(x)[0][order])
+    order = [pred.vocab.index(lab) for lab, _ in cal]
+    assert np.allclose([q for _, q in cal], pred.probs(x, calibrated=True)[0][order])
+    for many in (pred.predict_batch([PHOTO], top_k=None)[0], pred.predict_each([PHOTO], top_k=None)[0]):
+        assert np.allclose([q for _, q in many], [q for _, q in default], atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_threads_are_honoured_by_both_backends(breeds_model, backend):
+    before = torch.get_num_threads()
+    try:
+        p = load_predictor(breeds_model, backend=backend, threads=1)
+        if backend == "torch":
+            assert torch.get_num_threads() == 1  # process-wide, as torch.set_num_threads is (documented)
+        else:
+            assert p.backend.session.get_session_options().intra_op_num_threads == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_torch_backend_without_torch_says_what_to_install(breeds_model, monkeypatch, capsys):
+    "One line naming the install, not a bare ModuleNotFoundError; the CLI prints it and exits 2."
+    from catdog_fastai import predict
+
+    monkeypatch.setattr(predict, "missing", lambda *names: [n for n in names if n in ("torch", "timm")])
+    with pytest.raises(ExportError, match=r"backend='torch' needs torch and timm.*pip install") as e:
+        load_predictor(breeds_model, backend="torch")
+    assert "\n" not in str(e.value)
+    assert predict_main([str(PHOTO), "--model", str(breeds_model), "--backend", "torch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("catdog-predict: backend='torch' needs") and len(err.splitlines()) == 1
 
 
 def test_predict_each_keeps_going_past_bad_files(pred, files):
@@ -217,7 +258,7 @@ def test_predict_cli_predicts_in_batches(breeds_model, monkeypatch, capsys):
 
 def test_predict_cli_missing_model_is_one_line(tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "catdog_fastai.predict", str(PHOTO), "--model", str(tmp_path / "x")],
+        [sys.executable, "-m", "catdog_fastai.predict_cli", str(PHOTO), "--model", str(tmp_path / "x")],
         capture_output=True,
         text=True,
     )
