@@ -4,9 +4,9 @@
         --weights ../shared/weights/tf_efficientnet_lite0.in1k.safetensors --epochs 4 --seeds 0 \\
         --recipes ours course
 
-The protocol. Every breed's photos are dealt into `--folds` folds (`catdog_fastai.metrics.cv_folds`; pets-dev's
-5-photo breeds put exactly one photo in each of 5 folds, the 195-photo breeds 39), so every photo is held out
-exactly once. For each fold and seed, every recipe trains on the other folds and watches the held-out fold as its
+The protocol. Every breed's photos are dealt into `--folds` folds (`folds.cv_folds`, a seeded StratifiedKFold;
+pets-dev's 5-photo breeds put exactly one photo in each of 5 folds, the 195-photo breeds 39), so every photo is held
+out exactly once. For each fold and seed, every recipe trains on the other folds and watches the held-out fold as its
 validation set (no training photo is spent on validation, and all recipes see the same photos); its class
 probabilities for the held-out photos are then scored with every breed weighing the same:
 
@@ -34,18 +34,22 @@ from pathlib import Path
 
 import bench
 import torch
-from recipes import ARCH, run, variant
+from folds import cv_folds, group_folds
+from recipes import run, variant
 from views import ACCURACY_VIEWS, DEGRADATIONS
 
+from catdog_fastai import TrainConfig
 from catdog_fastai.labels import breed, breed_is_cat
-from catdog_fastai.metrics import best_epoch, cv_folds, export_epoch, mcnemar_p, scores
+from catdog_fastai.metrics import best_epoch, export_epoch, mcnemar_p, scores
 from catdog_fastai.sources import find_images
 
 
-def make_folds(src: Path, dst: Path, k: int, seed: int) -> list[Path]:
-    "Symlink fold f of `src` as dst/fold{f}/valid and the other folds as dst/fold{f}/train."
+def make_folds(src: Path, dst: Path, k: int, seed: int, groups: list[int] | None = None) -> list[Path]:
+    """Symlink fold f of `src` as dst/fold{f}/valid and the other folds as dst/fold{f}/train; with `groups`
+    (near-duplicates), each group whole in one fold."""
     items, _ = find_images(src)
-    fold = cv_folds([breed(p) for p in items], k, seed)
+    labels = [breed(p) for p in items]
+    fold = cv_folds(labels, k, seed) if groups is None else group_folds(labels, groups, k, seed)
     roots = []
     for f in range(k):
         root = dst / f"fold{f}"
@@ -120,6 +124,7 @@ def verdict_stats(r: dict) -> dict[str, float]:
         kept = [i for i, (v, _) in enumerate(r["verdicts"]["clean"]) if v != "unknown"]
         truth = ["cat" if breed_is_cat(groups[i]) else "dog" for i in kept]
         out["species_acc_not_unknown"] = sum(said[i] == t for i, t in zip(kept, truth)) / max(1, len(kept))
+    out.update(known_stats(r, groups))
     inside = [s for _, s in r["verdicts"]["clean"] if s is not None]
     for cat_name, vs in r["ood"].items():
         if cat_name == "cats_dogs":
@@ -128,6 +133,31 @@ def verdict_stats(r: dict) -> dict[str, float]:
             out[f"flagged@{cat_name}"] = statistics.mean(v == "unknown" for v, _, _ in vs) if vs else float("nan")
     others = [s for c, vs in r["ood"].items() if c in ("animals", "other") for _, s, _ in vs if s is not None]
     out["auroc_pets_vs_animals_other"] = auroc(inside, others)
+    return out
+
+
+def known_rows(r: dict) -> list[tuple[float, bool, str, str]]:
+    "(top probability, right?, breed, verdict) of every held-out photo as it is: the risk-coverage curve's rows."
+    p = r["views"]["clean"]
+    top, idx = p.max(1)
+    truth = [breed(f) if r["task"] == "breeds" else ("cat" if breed_is_cat(breed(f)) else "dog") for f in r["files"]]
+    return [
+        (float(t), r["vocab"][int(i)] == y, breed(f), v)
+        for t, i, y, f, (v, _) in zip(top, idx, truth, r["files"], r["verdicts"]["clean"])
+    ]
+
+
+def known_stats(r: dict, groups: list[str]) -> dict[str, float]:
+    """The known answers out of fold, every breed weighing the same: how often they are right and what share of the
+    held-out photos (as they are, and per degraded view) get one; and species accuracy where a species is said."""
+    rows = known_rows(r)
+    w = {g: 1 / groups.count(g) for g in set(groups)}
+    known = [(hit, w[b]) for _, hit, b, v in rows if v == "known"]
+    out = {"known_precision_bal": sum(h * x for h, x in known) / max(1e-12, sum(x for _, x in known))}
+    out["known_coverage_bal"] = sum(x for _, x in known) / len(w)
+    for view, vs in r["verdicts"].items():
+        if view in DEGRADATIONS and view in ACCURACY_VIEWS:
+            out[f"known_coverage_bal@{view}"] = sum(w[b] for b, (v, _) in zip(groups, vs) if v == "known") / len(w)
     return out
 
 
@@ -213,10 +243,20 @@ def main() -> None:
         "big_cats, cats_dogs: benchmarks/photos.py makes it); each catdog_fastai run's verdicts on them are scored",
     )
     ap.add_argument("--append", action="store_true", help="add to the runs already in --json (same folds and seeds)")
+    ap.add_argument(
+        "--arch", default=TrainConfig.arch, help="backbone of catdog_fastai's recipes (default: catdog-train's)"
+    )
+    ap.add_argument("--size", type=int, default=TrainConfig.size, help="their image size (default: catdog-train's)")
+    ap.add_argument(
+        "--group-weights",
+        default="../shared/weights/tf_efficientnet_lite0.in1k.safetensors",
+        help="near-duplicates judged on this backbone's pretrained features stay in one fold; 'none': plain folds",
+    )
+    ap.add_argument("--plot-known", type=Path, help="write the risk-coverage plot of the known answers here (PNG)")
     args = ap.parse_args()
     import recipes
 
-    recipes.WORKERS = args.workers
+    recipes.WORKERS, recipes.ARCH, recipes.SIZE = args.workers, args.arch, args.size
     if args.ood_photos:
         from catdog_fastai.images import IMAGE_EXTS
 
@@ -237,11 +277,13 @@ def main() -> None:
     rows: list[dict] = old["runs"]
     epochs_log: list[dict] = old["epochs"]
     verdicts_log: list[dict] = old.get("verdicts", [])
+    known_log: list[dict] = old.get("known", [])
     with tempfile.TemporaryDirectory() as tmp:
-        folds = make_folds(Path(args.data), Path(tmp) / "folds", args.folds, seed=1234)
+        groups = near_duplicates(Path(args.data), args.group_weights)
+        folds = make_folds(Path(args.data), Path(tmp) / "folds", args.folds, seed=1234, groups=groups)
         run_folds = args.run_folds if args.run_folds is not None else list(range(args.folds))
         print(
-            f"{args.folds}-fold CV of {args.data} (running folds {run_folds}); {ARCH}, 224 px, batch 32, "
+            f"{args.folds}-fold CV of {args.data} (running folds {run_folds}); {args.arch}, {args.size} px, batch 32, "
             f"1 frozen + {args.epochs} epochs\n{bench.describe(m)}",
             flush=True,
         )
@@ -262,6 +304,7 @@ def main() -> None:
                         rows.append(dict(name=name, recipe=recipe, fold=f, seed=seed, img_s=r["img_s"], **sc))
                     if "verdicts" in r:
                         verdicts_log.append(dict(recipe=recipe, fold=f, seed=seed, **verdict_stats(r)))
+                        known_log.append(dict(recipe=recipe, fold=f, seed=seed, rows=known_rows(r)))
                     rule = epoch_rule(r)
                     if rule:
                         epochs_log.append(dict(recipe=recipe, fold=f, seed=seed, **rule))
@@ -273,7 +316,10 @@ def main() -> None:
                         flush=True,
                     )
                     out = bench.save(
-                        name, dict(runs=rows, epochs=epochs_log, verdicts=verdicts_log), vars(args) | dict(json=out), m
+                        name,
+                        dict(runs=rows, epochs=epochs_log, verdicts=verdicts_log, known=known_log),
+                        vars(args) | dict(json=out),
+                        m,
                     )
     print(f"\nmean +/- standard error over folds x seeds ({bench.describe(m)})")
     print("\n".join(summarise(rows, args.baseline)))
@@ -288,7 +334,70 @@ def main() -> None:
     if verdicts_log:
         print("\nthe three answers (mean +/- SE over folds x seeds; shares of held-out photos, every breed the same):")
         print("\n".join(summarise_verdicts(verdicts_log)))
+    if args.plot_known and known_log:
+        plot_known(known_log, args.plot_known)
     print(f"results: {out}")
+
+
+def near_duplicates(data: Path, weights: str) -> list[int] | None:
+    "Near-duplicate group of each photo of `data` (`catdog_fastai.duplicates`), or None for `--group-weights none`."
+    if weights == "none":
+        return None
+    import frontier
+
+    from catdog_fastai.duplicates import near_duplicate_groups
+
+    photos = sorted(find_images(data)[0])
+    arch = Path(weights).name.split(".")[0]
+    feats = frontier.point_features(arch, frontier.NATIVE.get(arch, 224), Path(weights), photos, frontier.CACHE_DIR)
+    groups = near_duplicate_groups(feats["clean"].numpy())
+    print(f"near-duplicate groups ({arch} features): {len(groups) - int(groups.max()) - 1} photos merged")
+    return groups.tolist()
+
+
+def risk_coverage(rows: list[list]) -> tuple[list[float], list[float]]:
+    """Coverage and accuracy of the photos answered above each bar on the top probability, every breed weighing the
+    same: the curve a known/unsure line picks one point of."""
+    n = {}
+    for _, _, b, _ in rows:
+        n[b] = n.get(b, 0) + 1
+    ranked = sorted(rows, key=lambda r: -r[0])
+    total = sum(1 / n[b] for _, _, b, _ in ranked)
+    cov, acc, w_sum, hit_sum = [], [], 0.0, 0.0
+    for _, hit, b, _ in ranked:
+        w_sum += 1 / n[b]
+        hit_sum += hit / n[b]
+        cov.append(w_sum / total)
+        acc.append(hit_sum / w_sum)
+    return cov, acc
+
+
+def plot_known(known_log: list[dict], path: Path) -> None:
+    "Risk-coverage curves per recipe (rows of every fold and seed), with each recipe's known answers marked."
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for recipe in dict.fromkeys(k["recipe"] for k in known_log):
+        rows = [row for k in known_log if k["recipe"] == recipe for row in k["rows"]]
+        cov, acc = risk_coverage(rows)
+        (line,) = ax.plot(cov, acc, label=recipe)
+        n = {b: sum(r[2] == b for r in rows) for b in {r[2] for r in rows}}
+        known = [(r[1], 1 / n[r[2]]) for r in rows if r[3] == "known"]
+        if known:
+            w = sum(x for _, x in known)
+            ax.plot(w / len(n), sum(h * x for h, x in known) / w, "o", color=line.get_color())
+    ax.axhline(0.97, ls=":", color="gray")
+    ax.set_xlabel("coverage: share of held-out photos answered (every breed the same)")
+    ax.set_ylabel("accuracy of those answers")
+    ax.set_title("Risk-coverage, out of fold (dot: the known answers)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

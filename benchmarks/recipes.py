@@ -21,7 +21,8 @@ from views import ACCURACY_VIEWS, DEGRADATIONS
 
 from catdog_fastai.labels import label_func
 
-ARCH = "tf_efficientnet_lite0"
+ARCH = "tf_efficientnet_lite0"  # the course and plain-loop recipes' backbone; accuracy.py --arch sets it for all
+SIZE = 224  # catdog_fastai recipes' image size (accuracy.py --size)
 
 
 WORKERS = -1  # --workers
@@ -221,6 +222,7 @@ def run_ours(data: Path, weights: str, epochs: int, seed: int, out: Path, task: 
         split="folders",
         task=task,
         arch=ARCH,
+        size=SIZE,
         weights=weights,
         epochs=epochs,
         freeze_epochs=1,

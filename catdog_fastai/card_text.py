@@ -111,7 +111,8 @@ def results(f: Facts) -> str:
             f"{g.baseline_balanced_accuracy:.4f}{plain}"
         )
     if g.exported_epoch is not None:
-        lines.append(f"- exported weights: epoch {g.exported_epoch}")
+        n = g.exported_epoch  # counted from 1; history.csv's global_epoch counts from 0
+        lines.append(f"- exported weights: after epoch {n} of training (history.csv's row with global_epoch {n - 1})")
     if g.n_few_valid_classes:
         lines += [
             "",

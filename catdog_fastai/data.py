@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import fastai.callback.data  # noqa: F401 - patches DataBlock.weighted_dataloaders (WeightedDL)
@@ -29,7 +30,7 @@ from .config import TrainConfig
 from .images import open_image
 from .losses import SAMPLING_POWER
 from .sources import LAYOUTS, Found, download_pets, find_data
-from .splits import check_classes, split_indices
+from .splits import check_classes, leaked_groups, split_indices
 from .transforms import Presize
 
 # `ImageCache` and `Presize` are used below, and must also stay importable from here: model.pkl files exported before
@@ -59,13 +60,38 @@ def auto_workers(device: str | torch.device | None) -> int:
     return min(8, os.cpu_count() or 1) if on_gpu else 0
 
 
+def _log_groups(groups: Sequence[int], train: list[int], valid: list[int], own_split: bool) -> None:
+    "How many near-duplicate photos the split kept together, or, for the data's own split, how many leak across it."
+    sizes = Counter(groups)
+    dup = sum(n for n in sizes.values() if n > 1)
+    if not dup:
+        return
+    n_groups = sum(n > 1 for n in sizes.values())
+    if own_split:
+        leaked = leaked_groups(groups, train, valid)
+        log.warning(
+            "%d near-duplicate group(s) (%d photos) in the data; %d of them straddle its own train/valid split, "
+            "which flatters the validation figures (catdog-clean lists them)",
+            n_groups,
+            dup,
+            leaked,
+        )
+    else:
+        log.info("near-duplicates: %d photos in %d group(s), each kept on one side of the split", dup, n_groups)
+
+
 def find(cfg: TrainConfig) -> Found:
     "The photos and labels `cfg` trains on: `--data`, or Oxford-IIIT Pets downloaded."
     root = Path(cfg.data).expanduser() if cfg.data else download_pets()
     return dataclasses.replace(find_data(root, cfg.task, cfg.split), root=root)
 
 
-def get_dls(cfg: TrainConfig, device: str | None = None, found: Found | None = None) -> DataLoaders:
+def get_dls(
+    cfg: TrainConfig,
+    device: str | None = None,
+    found: Found | None = None,
+    groups: Sequence[int] | None = None,  # near-duplicate group of each found photo, kept on one side of the split
+) -> DataLoaders:
     """The `DataLoaders` for `cfg`: items found (`found`, or `find(cfg)`), labelled, split, presized and augmented.
 
     Normalisation depends on the backbone, so `train.get_learner` adds it (as fastai's `vision_learner` does).
@@ -93,7 +119,10 @@ def get_dls(cfg: TrainConfig, device: str | None = None, found: Found | None = N
         valid_pct=cfg.valid_pct,
         seed=cfg.seed,
         is_valid=found.is_valid,
+        groups=groups,
     )
+    if groups is not None:
+        _log_groups(groups, train, valid, own_split=found.is_valid is not None)
     cache = ImageCache()
     if cfg.cache:
         t0 = time.perf_counter()

@@ -21,22 +21,12 @@ import torch
 from torch import nn
 
 from . import verdict
+from .backends import forward  # (logits, pooled) in one pass: serving's, so training scores what serving runs
 from .model import gather
 from .prototypes import class_means
 
 MEANS_KEY = verdict.MEANS_KEY
 N_BINS = 15  # ECE bins, the usual choice since Guo et al.
-
-
-def forward(model: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, pooled features) in one pass: the same computation as `model(x)`, stopped once to keep the head's
-    input (the pooled feature map: averaged for the cosine head, concat-pooled for fastai's; a ViT's pooled
-    features)."""
-    body, head = model[0], model[1]
-    feats = body(x)
-    n_pool = 2 if body.needs_pool else 0  # a pooling layer + Flatten open the head of a CNN
-    pooled = head[:n_pool](feats)
-    return head[n_pool:](pooled), pooled
 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -116,12 +106,15 @@ class Fitted:
     tensors: dict[str, torch.Tensor]
 
 
-def fit(learn: Any, keep: float = verdict.KEEP, labels_from: str = "pets") -> Fitted:
+def fit(
+    learn: Any, keep: float = verdict.KEEP, labels_from: str = "pets", known_target: float = verdict.KNOWN_TARGET
+) -> Fitted:
     """Calibration and the verdict's gate for a fastai `Learner` at export time, from its validation photos and their
     `hard_views`. Cat/dog and Pets breed models whose backbone kept its ImageNet-1k classifier get the `imagenet`
     gate; every other model the `features` gate, whose class means come from its training photos seen the way
     validation photos are (centre crop, no augmentation). `labels_from`: the data's layout (`sources.LAYOUTS`). See
-    `verdict.py`."""
+    `verdict.py`. The known/unsure line is fitted on the same rows' calibrated probabilities to reach
+    `known_target` (`verdict.fit_known`)."""
     from .model import norm_stats
 
     model, dls = learn.model, learn.dls
@@ -146,5 +139,7 @@ def fit(learn: Any, keep: float = verdict.KEEP, labels_from: str = "pets") -> Fi
         _, train_pooled, train_targets = collect(model, dls.test_dl(dls.train.items, with_labels=True))
         means = class_means(train_pooled, train_targets, len(dls.vocab))
         gate, scores, tensors = "features", verdict.mean_distance(pooled.numpy(), means.numpy()), {MEANS_KEY: means}
-    rule = verdict.fit_gate(scores, view_targets.tolist(), gate, HARD_VIEWS, keep)
-    return Fitted(calibration(logits, targets), rule, tensors)
+    cal = calibration(logits, targets)
+    known = verdict.fit_known((all_logits / cal["temperature"]).softmax(1).numpy(), view_targets.tolist(), known_target)
+    rule = verdict.fit_gate(scores, view_targets.tolist(), gate, HARD_VIEWS, keep, known)
+    return Fitted(cal, rule, tensors)

@@ -12,12 +12,15 @@ Torch only: the batches are any iterable of (normalised images, targets).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
-from .model import gather, pooled_features
+from .images import ImageInput, center_crop_resize, open_image
+from .model import gather, norm_stats, pooled_features
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -31,6 +34,42 @@ def features(model: nn.Sequential, batches: Batches, mirror: bool = False) -> tu
         model, lambda x: (pooled_features(model, x), pooled_features(model, x.flip(-1))), batches
     )
     return torch.cat([feats, flipped]), torch.cat([targs, targs])
+
+
+def photo_batches(
+    photos: Sequence[ImageInput],
+    size: int,  # the validation view's size (px)
+    mean: Sequence[float],  # the backbone's normalisation
+    std: Sequence[float],
+    view: Callable[[Image.Image], Image.Image] | None = None,  # a change to each decoded photo (a degradation)
+    bs: int = 32,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(normalised images, row indices) batches of `photos` seen as validation photos and the predictor see them
+    (`images.center_crop_resize`), decoded here with PIL: features of every photo before any split exists."""
+    m = torch.tensor(mean).view(1, 3, 1, 1) * 255
+    s = torch.tensor(std).view(1, 3, 1, 1) * 255
+    for i in range(0, len(photos), bs):
+        imgs = [open_image(p) for p in photos[i : i + bs]]
+        arrs = [np.asarray(center_crop_resize(view(im) if view else im, size), dtype=np.uint8) for im in imgs]
+        x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float()
+        yield (x - m) / s, torch.arange(i, i + len(imgs))
+
+
+def photo_features(
+    model: nn.Sequential,
+    photos: Sequence[ImageInput],
+    size: int,
+    view: Callable[[Image.Image], Image.Image] | None = None,
+    mirror: bool = False,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Pooled features of `photos` (validation view, optionally changed by `view`), in order; with `mirror`, the
+    mirror images' after all the originals (as `features`)."""
+    mean, std = norm_stats(model)
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    batches = ((x.to(dev), y) for x, y in photo_batches(photos, size, mean, std, view))
+    feats, _ = features(model, batches, mirror=mirror)
+    return feats
 
 
 def class_means(feats: torch.Tensor, targets: torch.Tensor, n_classes: int) -> torch.Tensor:

@@ -51,6 +51,22 @@ def check_classes(found: Found) -> None:
         )
 
 
+def _group_members(n: int, groups: Sequence[int] | None) -> list[list[int]]:
+    "Row indices of each group, in order of first appearance; every row its own group without `groups`."
+    if groups is None:
+        return [[i] for i in range(n)]
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(int(g), []).append(i)
+    return list(members.values())
+
+
+def leaked_groups(groups: Sequence[int], train: Sequence[int], valid: Sequence[int]) -> int:
+    "How many near-duplicate groups have photos on both sides of a split (the data's own, which is not changed)."
+    train_groups = {groups[i] for i in train}
+    return len({groups[i] for i in valid} & train_groups)
+
+
 def _read_list(path: Path) -> set[str]:
     "Image stems from an official Pets split file (`Abyssinian_100 1 1 1` per line, `#` comments)."
     names = set()
@@ -74,9 +90,11 @@ def split_indices(
     valid_pct: float,  # validation share of each class (stratified) or of all photos (random)
     seed: int,  # the same seed, the same split
     is_valid: Sequence[bool] | None = None,  # the data's own split (train/ + valid/, a CSV's is_valid), else None
+    groups: Sequence[int] | None = None,  # near-duplicate group of each photo (`duplicates`), kept on one side
 ) -> tuple[list[int], list[int]]:
     """(train, valid) indices: the data's own split (`is_valid`) if it has one, else `split`'s; every validation
-    class also appears in training.
+    class also appears in training. With `groups`, the stratified and random splits deal whole groups, so a copy
+    of a validation photo never sits in training and flatters the validation figures.
 
     A class with a single photo cannot be both learnt and measured: it stays in training, with a warning (only Pets
     gets here with one; `check_classes` refuses it for your own data).
@@ -99,16 +117,21 @@ def split_indices(
         raise DataError(f"--split folders needs train/ and valid/ subfolders in {root}, or a CSV with is_valid")
     else:
         rng = random.Random(seed)
-        groups: dict[str, list[int]] = {}
-        for i, y in enumerate(labels):
-            groups.setdefault(y if split == "stratified" else "", []).append(i)
+        by_class: dict[str, list[list[int]]] = {}
+        for members in _group_members(len(labels), groups):
+            by_class.setdefault(labels[members[0]] if split == "stratified" else "", []).append(members)
         train, valid = [], []
-        for idxs in groups.values():
-            idxs = idxs[:]
-            rng.shuffle(idxs)
-            n_valid = int(round(len(idxs) * valid_pct)) if len(idxs) > 1 else 0
-            valid += idxs[:n_valid]
-            train += idxs[n_valid:]
+        for gs in by_class.values():
+            rng.shuffle(gs)
+            n = sum(len(g) for g in gs)
+            n_valid = int(round(n * valid_pct)) if n > 1 else 0
+            taken = 0
+            for g in gs:  # whole groups, in random order, until the class's validation share is reached
+                if taken + len(g) <= n_valid:
+                    valid += g
+                    taken += len(g)
+                else:
+                    train += g
     counts = Counter(labels[i] for i in train)
     lonely = sorted({labels[i] for i in valid} - set(counts))
     if lonely:

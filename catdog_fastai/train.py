@@ -21,6 +21,7 @@ from typing import Any
 import fastai.callback.channelslast  # noqa: F401 - patches Learner.to_channelslast
 import fastai.callback.fp16  # noqa: F401 - patches Learner.to_fp16 / to_bf16
 import fastai.callback.schedule  # noqa: F401 - patches Learner.fit_one_cycle / lr_find
+import numpy as np
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
@@ -36,6 +37,7 @@ from .card import check_card_target, write_card
 from .config import TrainConfig, parse_config
 from .data import find, get_dls
 from .distributed import LaunchError, distrib, finish, is_main, per_rank_bs, world_size
+from .duplicates import near_duplicate_groups
 from .errors import CatdogError, OutputError
 from .evaluate import report
 from .export import export
@@ -46,6 +48,7 @@ from .meta import ONNX
 from .metrics import BalancedAccuracy, export_epoch, label_scores
 from .model import CosineClassifier, build_model, norm_stats, splitter, wise_ft
 from .optim import OPT_FUNCS
+from .sources import Found
 
 log = logging.getLogger("catdog_fastai")
 
@@ -78,13 +81,18 @@ def _device() -> torch.device:
     return dev
 
 
-def get_learner(dls: DataLoaders, cfg: TrainConfig) -> Learner:
-    """A fastai `Learner` over `model.build_model`, normalising inputs with the backbone's own statistics.
+def get_model(cfg: TrainConfig, n_classes: int) -> torch.nn.Sequential:
+    "The network `cfg` names (`model.build_model`): its backbone, weights and head."
+    return build_model(cfg.arch, n_classes, pretrained=cfg.pretrained, weights=cfg.weights, head=cfg.head)
+
+
+def get_learner(dls: DataLoaders, cfg: TrainConfig, model: torch.nn.Sequential | None = None) -> Learner:
+    """A fastai `Learner` over `model` (default: `get_model`), normalising inputs with the backbone's own statistics.
 
     Normalisation is added whether or not the weights are pretrained (fastai adds it only when pretrained), so
     training and the pickle-free predictor always agree on the input scale.
     """
-    model = build_model(cfg.arch, len(dls.vocab), pretrained=cfg.pretrained, weights=cfg.weights, head=cfg.head)
+    model = model if model is not None else get_model(cfg, len(dls.vocab))
     if not any(isinstance(t, Normalize) for t in dls.after_batch.fs):
         dls.add_tfms([Normalize.from_stats(*norm_stats(model))], "after_batch")
     learn = Learner(
@@ -119,23 +127,63 @@ def class_counts(dls: DataLoaders) -> list[int]:
     return torch.bincount(ys, minlength=len(dls.vocab)).tolist()
 
 
-def start_from_pretrained(learn: Learner) -> dict[str, Any]:
+def starting_features(model: torch.nn.Sequential, found: Found, cfg: TrainConfig, device: torch.device) -> torch.Tensor:
+    """The starting network's pooled features of every photo found, seen as validation photos are (centre crop, no
+    augmentation), then of their mirror images: 2 x len(found.items) rows, computed once for the near-duplicate
+    groups of the split, the cosine head's class means and the training-free baseline."""
+    return prototypes.photo_features(model.to(device), found.items, cfg.size, mirror=True)
+
+
+def duplicate_groups(feats: torch.Tensor, cfg: TrainConfig) -> np.ndarray | None:
+    """Near-duplicate groups of the photos (`duplicates.near_duplicate_groups` on their pretrained features), for a
+    split that keeps each group on one side; None when the backbone starts untrained, whose features say nothing."""
+    if not (cfg.pretrained or cfg.weights):
+        return None
+    return near_duplicate_groups(feats[: len(feats) // 2].numpy())
+
+
+def start_from_pretrained(learn: Learner, feats: torch.Tensor, found: Found) -> dict[str, Any]:
     """The training-free baseline, and the cosine head started from it.
 
-    The class means of the starting features over the training photos and their mirror images (seen as validation
-    photos are: centre crop, no augmentation) become the cosine head's weights (`CosineClassifier.imprint`); the
-    nearest-class-mean classifier on those features is scored on the validation photos, so the report can say what
-    fine-tuning added to it. Returns that score (`label_scores`).
+    `feats` are `starting_features`. The class means of the training photos' features and their mirror images'
+    become the cosine head's weights (`CosineClassifier.imprint`); the nearest-class-mean classifier on those
+    features is scored on the validation photos, so the report can say what fine-tuning added to it. Returns that
+    score (`label_scores`).
     """
     vocab = [str(v) for v in learn.dls.vocab]
-    learn.model.to(learn.dls.device)
-    train = learn.dls.test_dl(learn.dls.train.items, with_labels=True)
-    means = prototypes.class_means(*prototypes.features(learn.model, train, mirror=True), len(vocab))
+    train, valid = split_rows(learn.dls, found)
+    y = torch.tensor([vocab.index(str(v)) for v in found.labels])
+    n = len(found.items)
+    rows = torch.tensor([*train, *(i + n for i in train)])
+    means = prototypes.class_means(feats[rows], y[torch.tensor(train * 2)], len(vocab))
     if isinstance(learn.model[1][-1], CosineClassifier):
         learn.model[1][-1].imprint(means)
-    feats, targs = prototypes.features(learn.model, learn.dls.valid)
-    predicted = prototypes.nearest_mean(feats, means).tolist()
-    return label_scores([vocab[int(t)] for t in targs], [vocab[i] for i in predicted], vocab)
+    predicted = prototypes.nearest_mean(feats[torch.tensor(valid)], means).tolist()
+    return label_scores([vocab[int(y[i])] for i in valid], [vocab[i] for i in predicted], vocab)
+
+
+def imprint_all(learn: Learner, feats: torch.Tensor, found: Found) -> None:
+    """The training-free export's head from every labelled photo: class means of the training *and* validation
+    photos (and their mirror images), once the validation photos have given their figures and fitted the verdict.
+    With a few photos per class, the one held out for validation is a fifth of what the class mean knows. Only for
+    splits catdog-train made itself (`own_split`)."""
+    vocab = [str(v) for v in learn.dls.vocab]
+    y = torch.tensor([vocab.index(str(v)) for v in found.labels])
+    means = prototypes.class_means(feats, torch.cat([y, y]), len(vocab))
+    learn.model[1][-1].imprint(means)
+
+
+def own_split(cfg: TrainConfig, found: Found) -> bool:
+    """True when catdog-train dealt the validation photos itself (stratified or random), only to measure the model:
+    then the export may learn from them too. A split the data brings (train/ and valid/, a CSV's is_valid, Pets'
+    official test list) is kept apart: it may be someone's test set."""
+    return found.is_valid is None and cfg.split in ("stratified", "random")
+
+
+def split_rows(dls: DataLoaders, found: Found) -> tuple[list[int], list[int]]:
+    "Rows of `found.items` in the training and the validation set."
+    row = {p: i for i, p in enumerate(found.items)}
+    return [row[p] for p in dls.train.items], [row[p] for p in dls.valid.items]
 
 
 def find_lr(learn: Learner, out: Path) -> float:
@@ -175,15 +223,22 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
 
     # data and learner
     found = find(cfg)  # found.layout: where the labels come from, for the report, the gate and model.json
-    dls = get_dls(dataclasses.replace(cfg, bs=per_rank_bs(cfg.bs)), device=device, found=found)
-    learn = get_learner(dls, cfg)
+    model = get_model(cfg, len(set(found.labels)))
+    feats = starting_features(model, found, cfg, device)  # one pass: the split's groups, the head, the baseline
+    dls = get_dls(
+        dataclasses.replace(cfg, bs=per_rank_bs(cfg.bs)),
+        device=device,
+        found=found,
+        groups=duplicate_groups(feats, cfg),
+    )
+    learn = get_learner(dls, cfg, model)
     quiet_bar = not sys.stdout.isatty()
     if quiet_bar:  # logs and CI: one line per epoch from Checkpointer instead of bars and raw lists
         learn.remove_cb(ProgressCallback)
         learn.logger = lambda *_: None
 
     # start at what the pretrained features know: their class means, scored and (cosine head) imprinted
-    baseline = start_from_pretrained(learn)
+    baseline = start_from_pretrained(learn, feats, found)
     start = {k: v.detach().cpu().clone() for k, v in learn.model.state_dict().items()} if cfg.wise < 1 else None
 
     # learning rate and schedule
@@ -220,11 +275,18 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
         learn.model.load_state_dict(torch.load(out / BEST, map_location="cpu"))
     if start is not None:
         wise_ft(learn.model, start, cfg.wise)
-    fitted = ood.fit(learn, labels_from=found.layout)  # calibration and the "unknown" gate (ood.py, verdict.py)
+    # calibration, the "unknown" gate and the known/unsure line (ood.py, verdict.py)
+    fitted = ood.fit(learn, labels_from=found.layout, known_target=cfg.known_precision)
     summary = report(
         learn, out, calibration=fitted.ood, baseline=baseline, verdict=fitted.verdict, labels_from=found.layout
     )
     summary.update(exported_epoch=epoch + 1, history=state["history"], valid_hits=state["correct"])
+    if not phases and isinstance(learn.model[1][-1], CosineClassifier) and own_split(cfg, found):
+        imprint_all(learn, feats, found)
+        summary["exported_means"] = "all labelled photos (training and validation); figures from the split"
+        log.info(
+            "export: class means of all %d labelled photos; the figures above come from the split", len(feats) // 2
+        )
     export(learn, cfg, {k: v for k, v in summary.items() if k not in _REPORT_ONLY}, fitted, found.layout)
     write_json(out / "train_config.json", cfg.to_dict())
     card = write_card(out)

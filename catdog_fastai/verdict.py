@@ -18,8 +18,10 @@ each photo once as it is and once at low resolution and once in grayscale: a sma
 pet is an everyday photo, not a strange one.
 
 Is it clearly one class? Known when the top class's calibrated probability is at least `known_min_prob`;
-otherwise unsure, with the closest classes named (and for Pets breed models the species, its breeds' probabilities
-added up).
+otherwise unsure, naming the classes it is torn between (and for Pets breed models the species, its breeds'
+probabilities added up). `known_min_prob` is fitted at export (`fit_known`): the lowest bar at which the known
+answers on the validation photos and their degraded views are right `known_target` of the time, every class
+weighing the same. Exports made before it was fitted keep their fixed 0.5.
 
 NumPy only: both serving backends (torch and ONNX Runtime) and the export's fitting score photos with these same
 functions.
@@ -35,7 +37,8 @@ import numpy as np
 KNOWN, UNSURE, UNKNOWN = "known", "unsure", "unknown"
 VERDICTS = (KNOWN, UNSURE, UNKNOWN)
 KEEP = 0.98  # share of validation photos (and their degraded views) the unknown threshold keeps, classes equal
-KNOWN_MIN_PROB = 0.5  # a class is "known" when it holds at least half of the calibrated probability
+KNOWN_MIN_PROB = 0.5  # never "known" below half of the calibrated probability (and the bar of exports before 0.7)
+KNOWN_TARGET = 0.97  # the default share of known answers that must be right (TrainConfig.known_precision)
 IMAGENET_WEIGHT, IMAGENET_BIAS = "ood.imagenet.weight", "ood.imagenet.bias"  # tensors in model.safetensors
 GATES = {  # when each gate says unknown, in words: the training summary and the model card read this
     "imagenet": "ImageNet's own classifier, kept from the pretrained backbone, puts too little probability on its "
@@ -98,8 +101,42 @@ def balanced_quantile(scores: np.ndarray, groups: Sequence[int], q: float) -> fl
     return float(s[order][i])
 
 
+def fit_known(probs: np.ndarray, targets: Sequence[int], target: float = KNOWN_TARGET) -> dict[str, Any]:
+    """The known/unsure line from calibrated probabilities of labelled photos (rows) and their classes.
+
+    Rank the rows by their top probability; the bar takes the most rows whose answers are right at least `target` of
+    the time, every class weighing the same (a row weighs 1 / its class's rows), so a big class cannot buy the
+    precision of the small ones; it lies halfway between the last row taken and the first left out (all taken:
+    `KNOWN_MIN_PROB`). Where no bar reaches the target, the most precise one is taken. Never below
+    `KNOWN_MIN_PROB`. Returns the bar, the target, and the precision and coverage it had on these rows (optimistic:
+    the bar was fitted on them; benchmarks/accuracy.py measures both out of fold)."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(list(targets), dtype=np.int64)
+    top, hit = p.max(1), (p.argmax(1) == y).astype(np.float64)
+    w = 1 / np.bincount(y)[y]
+    order = np.argsort(-top, kind="stable")
+    top, hit, w = top[order], hit[order], w[order]
+    precision = np.cumsum(w * hit) / np.cumsum(w)
+    coverage = np.cumsum(w) / w.sum()
+    ends = np.flatnonzero(np.append(top[1:] < top[:-1], True))  # the last row of each run of equal probabilities
+    ok = ends[precision[ends] >= target]
+    i = int(ok.max()) if len(ok) else int(ends[np.argmax(precision[ends] + 1e-9 * coverage[ends])])
+    bar = (top[i] + top[i + 1]) / 2 if i + 1 < len(top) else KNOWN_MIN_PROB  # halfway to the first row left out
+    return dict(
+        known_min_prob=max(float(bar), KNOWN_MIN_PROB),
+        known_target=target,
+        valid_known_precision=float(precision[i]),
+        valid_known_coverage=float(coverage[i]),
+    )
+
+
 def fit_gate(
-    scores: np.ndarray, targets: Sequence[int], gate: str, views: Sequence[str], keep: float = KEEP
+    scores: np.ndarray,
+    targets: Sequence[int],
+    gate: str,
+    views: Sequence[str],
+    keep: float = KEEP,
+    known: dict[str, Any] | None = None,  # `fit_known`'s entry; None: the fixed KNOWN_MIN_PROB
 ) -> dict[str, Any]:
     """model.json's `verdict` entry from the validation photos' unknown-scores (higher = less like the classes), one
     row per photo and view (`views` names them: the photo as it is, and degraded copies), targets repeated.
@@ -115,7 +152,7 @@ def fit_gate(
         gate=gate,
         threshold=thr,
         keep=keep,
-        known_min_prob=KNOWN_MIN_PROB,
+        **(known or dict(known_min_prob=KNOWN_MIN_PROB)),
         views=list(views),
         n_valid=len(g),
         valid_unknown_rate=rate,
@@ -151,26 +188,23 @@ def unknown_text(pets: bool) -> str:
     return "This doesn't look like " + ("a cat or a dog" if pets else "any of this model's classes")
 
 
-def _pct(q: float) -> str:
-    return f"{q:.0%}"
+def pct(q: float) -> str:
+    "A probability as a person reads it: 0.91 -> '91 %'."
+    return f"{q:.0%}".replace("%", " %")
 
 
 def describe(p: Any, pets: bool, top: int = 2) -> str:
-    """The one line a person reads for a `Prediction` `p`: its verdict, species first for Pets breed models.
+    """The one line a person reads for a `Prediction` `p`: its verdict, the species first for Pets breed models.
 
-    - known: "dog — beagle 91%" (breeds), "cat 97%" (cat/dog), "grizzly 91%" (your classes);
-    - unsure: "dog — breed unsure (closest: beagle 41%, basset_hound 30%)", "unsure between grizzly and black
-      (grizzly 48%, black 40%)";
-    - unknown: "This doesn't look like a cat or a dog (closest: ...)".
+    - known: "Dog (97 %) — beagle (91 %)" (breeds), "cat (97 %)" (cat/dog), "grizzly (91 %)" (your classes);
+    - unsure, naming the classes it is torn between: "Dog (97 %) — beagle or basset_hound? (41 %, 30 %)",
+      "grizzly or black? (48 %, 40 %)";
+    - unknown: "This doesn't look like a cat or a dog (closest: beagle 12 %, pug 9 %)".
     """
-    closest = ", ".join(f"{lab} {_pct(q)}" for lab, q in list(p)[:top])
+    torn = list(p)[:top]
     if p.verdict == UNKNOWN:
-        return f"{unknown_text(pets)} (closest: {closest})"
-    if p.species:
-        species = p.species[0][0]
-        if p.verdict == UNSURE:
-            return f"{species} — breed unsure (closest: {closest})"
-        return f"{species} — {p[0][0]} {_pct(p[0][1])}"
+        return f"{unknown_text(pets)} (closest: {', '.join(f'{lab} {pct(q)}' for lab, q in torn)})"
+    species = f"{p.species[0][0].capitalize()} ({pct(p.species[0][1])}) — " if p.species else ""
     if p.verdict == UNSURE:
-        return f"unsure between {p[0][0]} and {p[1][0]} ({closest})" if len(p) > 1 else f"unsure: {closest}"
-    return f"{p[0][0]} {_pct(p[0][1])}"
+        return f"{species}{' or '.join(lab for lab, _ in torn)}? ({', '.join(pct(q) for _, q in torn)})"
+    return f"{species}{p[0][0]} ({pct(p[0][1])})"

@@ -105,11 +105,21 @@ def results(path: Path, benchmark: str) -> dict:
 
 
 @pytest.mark.parametrize(
-    "name", ["accuracy.py", "throughput.py", "memory.py", "load_test.py", "serving.py", "inference.py"]
+    "name", ["accuracy.py", "throughput.py", "memory.py", "load_test.py", "serving.py", "inference.py", "frontier.py"]
 )
 def test_long_benchmarks_start(name):
-    "The benchmarks too long for the suite (real weights, minutes of training) at least import and parse."
-    assert "--json" in run_script(name, "--help").stdout
+    """The benchmarks too long for the suite (real weights, minutes of training) at least import, and take every
+    flag of the command their docstring shows (optional ones in brackets included) and `--json` (bench.save)."""
+    import ast
+    import re
+
+    doc = ast.get_docstring(ast.parse((REPO / "benchmarks" / name).read_text()))
+    command = re.search(rf"python benchmarks/{re.escape(name)}(.*?)(?:\n\n|$)", doc, re.S)
+    assert command, f"{name}'s docstring shows no `python benchmarks/{name}` command"
+    shown = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", command.group(1))) | {"--json"}
+    taken = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", run_script(name, "--help").stdout))
+    assert shown <= taken, f"{name}: its docstring's command uses {sorted(shown - taken)}, which it does not take"
+    assert len(shown) > 1  # the command names its data or model, not only --json
 
 
 def test_loop_overhead_benchmark(tmp_path):
@@ -181,6 +191,16 @@ def test_verdict_figures_weigh_every_breed_the_same():
     assert s["flagged@animals"] == 0.5 and s["cats_dogs_not_unknown"] == 1
     assert s["species_acc_not_unknown"] == 1  # the 4 kept photos: 3 Bengal (cat), 1 beagle (dog), all right
     assert auroc([0.1, 0.2], [0.9, 0.05]) == 0.5 and auroc([0.1], [0.1]) == 0.5
+    # known answers: the 3 known Bengals, all right; they cover 3/4 of Bengal and none of beagle
+    assert s["known_precision_bal"] == 1 and s["known_coverage_bal"] == pytest.approx((3 / 4 + 0) / 2)
+
+
+def test_risk_coverage_weighs_every_breed_the_same():
+    from accuracy import risk_coverage
+
+    rows = [[0.9, True, "Bengal", "known"], [0.8, True, "Bengal", "known"], [0.7, False, "beagle", "unsure"]]
+    cov, acc = risk_coverage(rows)
+    assert cov == pytest.approx([0.25, 0.5, 1.0]) and acc == pytest.approx([1.0, 1.0, 0.5])
 
 
 @pytest.mark.e2e  # both backends and their cold starts: ~20 s

@@ -344,3 +344,9 @@ def test_write_card_needs_model_json(tmp_path):
 
     with pytest.raises(ExportError, match="model.json"):
         write_card(tmp_path)
+
+
+def test_exported_epoch_names_its_row_in_history_csv():
+    "exported_epoch counts from 1 and history.csv's global_epoch from 0: the card says which row is which."
+    text = model_card(META, REPORT)
+    assert "exported weights: after epoch 5 of training (history.csv's row with global_epoch 4)" in text

@@ -1,4 +1,5 @@
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -196,7 +197,13 @@ def test_image_cache_never_travels_in_a_pickle_and_respects_its_budget(pets_copy
 
 
 def test_default_split_is_stratified_so_every_breed_is_validated():
-    assert TrainConfig().split == "stratified"
+    "With catdog-train's defaults, pets-dev's shape (3 breeds of 195 photos, 34 of 5) validates every breed."
+    labels = [f"big{b}" for b in range(3) for _ in range(195)] + [f"small{b}" for b in range(34) for _ in range(5)]
+    items = [Path(f"{y}_{i}.jpg") for i, y in enumerate(labels)]
+    train, valid = _split(items, labels, Path("."))  # split, valid_pct and seed as TrainConfig() has them
+    per_breed = Counter(labels[i] for i in valid)
+    assert set(per_breed) == set(labels) and not set(train) & set(valid)
+    assert all(per_breed[f"small{b}"] == 1 for b in range(34)) and all(per_breed[f"big{b}"] == 39 for b in range(3))
 
 
 def test_folders_split_reads_train_and_valid_subfolders(tmp_path):

@@ -11,16 +11,19 @@ from torch import nn
 
 from catdog_fastai import prototypes
 from catdog_fastai.config import TrainConfig
-from catdog_fastai.data import get_dls
+from catdog_fastai.data import find, get_dls
 from catdog_fastai.model import CosineClassifier, build_model, wise_ft
-from catdog_fastai.train import get_learner, start_from_pretrained, train_model
+from catdog_fastai.train import get_learner, get_model, start_from_pretrained, starting_features, train_model
 
 
 @pytest.fixture(scope="module")
 def learner(tmp_path_factory):
     cfg = tiny_cfg(tmp_path_factory.mktemp("ft"), task="breeds")
-    learn = get_learner(get_dls(cfg), cfg)
-    return learn, start_from_pretrained(learn)
+    found = find(cfg)
+    model = get_model(cfg, len(set(found.labels)))
+    feats = starting_features(model, found, cfg, torch.device("cpu"))
+    learn = get_learner(get_dls(cfg, found=found), cfg, model)
+    return learn, start_from_pretrained(learn, feats, found)
 
 
 def test_the_cosine_head_starts_at_the_class_means(learner):
@@ -71,8 +74,8 @@ def test_frozen_bn_keeps_the_pretrained_statistics(tmp_path, monkeypatch, freeze
     seen = {}
     real = train_mod.start_from_pretrained
 
-    def spy(learn):
-        out = real(learn)
+    def spy(learn, *args):
+        out = real(learn, *args)
         seen["before"] = _bn_stats(learn.model)
         seen["model"] = learn.model
         return out

@@ -66,21 +66,17 @@ def _pred(pairs, v, species=None):
 def test_describe_says_the_three_answers():
     breeds = [("beagle", 0.41), ("basset_hound", 0.30), ("pug", 0.1)]
     dog = [("dog", 0.95), ("cat", 0.05)]
-    assert verdict.describe(_pred(breeds, "known", dog), True) == "dog — beagle 41%"
-    assert verdict.describe(_pred(breeds, "unsure", dog), True) == (
-        "dog — breed unsure (closest: beagle 41%, basset_hound 30%)"
-    )
-    assert verdict.describe(_pred(breeds, "unknown", dog), True).startswith(
-        "This doesn't look like a cat or a dog (closest: beagle"
+    assert verdict.describe(_pred(breeds, "known", dog), True) == "Dog (95 %) — beagle (41 %)"
+    assert verdict.describe(_pred(breeds, "unsure", dog), True) == "Dog (95 %) — beagle or basset_hound? (41 %, 30 %)"
+    assert verdict.describe(_pred(breeds, "unknown", dog), True) == (
+        "This doesn't look like a cat or a dog (closest: beagle 41 %, basset_hound 30 %)"
     )
     bears = [("grizzly", 0.48), ("black", 0.40), ("teddy", 0.12)]
-    assert (
-        verdict.describe(_pred(bears, "unsure"), False) == "unsure between grizzly and black (grizzly 48%, black 40%)"
-    )
-    assert verdict.describe(_pred(bears, "known"), False) == "grizzly 48%"
-    assert verdict.describe(_pred(bears[:1], "unsure"), False) == "unsure: grizzly 48%"  # top_k=1: still says so
+    assert verdict.describe(_pred(bears, "unsure"), False) == "grizzly or black? (48 %, 40 %)"
+    assert verdict.describe(_pred(bears, "known"), False) == "grizzly (48 %)"
+    assert verdict.describe(_pred(bears[:1], "unsure"), False) == "grizzly? (48 %)"  # top_k=1: still a question
     assert verdict.describe(_pred(bears, "unknown"), False).startswith("This doesn't look like any of this model's")
-    assert verdict.describe(_pred([("cat", 0.97), ("dog", 0.03)], "known"), True) == "cat 97%"
+    assert verdict.describe(_pred([("cat", 0.97), ("dog", 0.03)], "known"), True) == "cat (97 %)"
 
 
 def test_is_pet_model():
@@ -118,22 +114,37 @@ def test_a_stored_0_4_export_loads_and_says_known_or_unknown():
     rs = pred.predict_batch(sorted(PETS.glob("*.jpg"))[:12], calibrated=True)
     assert {r.verdict for r in rs} <= {"known", "unknown"}
     assert all(r.unknown == (r.ood_score > pred.ood["threshold"]) for r in rs)  # its own threshold still decides
-    assert all(pred.describe(r).startswith(("cat — ", "dog — ", "This doesn't look like a cat or a dog")) for r in rs)
+    assert all(pred.describe(r).startswith(("Cat (", "Dog (", "This doesn't look like a cat or a dog")) for r in rs)
 
 
 def test_an_export_without_any_gate_calls_everything_known(breeds_model, tmp_path):
     pred = load_predictor(_old_export(breeds_model, tmp_path, ["verdict", "ood"]))
     r = pred.predict(PETS / "Bengal_1.jpg")
     assert r.verdict == "known" and r.unknown is None and r.ood_score is None
-    assert pred.describe(r).startswith(("cat — ", "dog — "))
+    assert pred.describe(r).startswith(("Cat (", "Dog ("))
 
 
 @pytest.mark.parametrize("size", [(32, 32), (2000, 40), (40, 900)])
 def test_tiny_or_odd_photos_get_a_verdict(breeds_model, tmp_path, size):
-    path = tmp_path / "odd.png"
-    Image.new("RGB", size, (120, 90, 60)).save(path)
-    r = load_predictor(breeds_model).predict(path)
-    assert r.verdict in verdict.VERDICTS and len(r) == 3
+    """A tiny photo or a long strip is read as the square cut from its middle: its probabilities are those of that
+    square alone (the red sides reach in only through the resampling filter's edge pixels), far closer than those
+    of the whole strip squashed square; and its verdict is the export's rule on its own scores."""
+    s = min(size)
+    square = Image.fromarray(np.random.default_rng(0).integers(0, 256, (s, s, 3), dtype=np.uint8))
+    strip = Image.new("RGB", size, (255, 0, 0))
+    strip.paste(square, ((size[0] - s) // 2, (size[1] - s) // 2))
+    strip.save(tmp_path / "odd.png")
+    p = load_predictor(breeds_model)
+    r = p.predict(tmp_path / "odd.png", top_k=None)
+    assert len(r) == len(p.vocab) and sum(q for _, q in r) == pytest.approx(1, abs=1e-5)
+    assert r.verdict == verdict.decide(r[0][1], r.ood_score, p.rule)
+
+    def probs(img):
+        return np.array([q for _, q in sorted(p.predict(img, top_k=None, calibrated=False))])
+
+    gap = np.abs(probs(strip) - probs(square)).max()
+    squashed = np.abs(probs(strip.resize((s, s))) - probs(square)).max()
+    assert gap < 1e-6 if size[0] == size[1] else gap < squashed / 10
 
 
 def test_fit_gate_keeps_the_stated_share_of_every_class():
