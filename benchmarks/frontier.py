@@ -46,6 +46,7 @@ from catdog_fastai.prototypes import class_means, photo_features, similarities
 from catdog_fastai.sources import find_images
 
 NATIVE = {"tf_efficientnet_lite0": 224, "tf_efficientnet_lite1": 240, "tf_efficientnet_lite2": 260}
+BASELINE = "tf_efficientnet_lite0@224"  # 0.6's default: the time and serving budgets are multiples of its figures
 SCALE = 16.0  # the cosine head's logit scale (model.CosineClassifier): probabilities as the export serves them
 VIEWS = ("clean", "flip", *ACCURACY_VIEWS)
 CACHE_DIR = Path(tempfile.gettempdir()) / "catdog-frontier"  # features by backbone, size and photo list
@@ -55,6 +56,17 @@ def parse_point(spec: str) -> tuple[str, int]:
     "ARCH@SIZE, or ARCH alone for its native size."
     arch, _, size = spec.partition("@")
     return arch, int(size) if size else NATIVE[arch]
+
+
+def gflops(arch: str, size: int) -> float:
+    """Floating-point operations of one photo's forward pass (torch's FlopCounterMode; multiply-adds count two): the
+    serving cost of a point, free of the timing noise of a shared machine."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(arch, 37, head="cosine").eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, size, size))
+    return counter.get_total_flops() / 1e9
 
 
 def weights_file(weights_dir: Path, arch: str) -> Path:
@@ -145,13 +157,13 @@ def time_readme_command(points: list[tuple[str, int]], recipes: list[str], args,
 
 
 def tuned_rows(path: Path | None) -> dict[str, list[dict]]:
-    "accuracy.py's runs of the default recipe (`ours`), by the backbone it ran with."
+    "accuracy.py's runs of the default recipe (`ours`), by the backbone and size it ran with (ARCH@SIZE)."
 
     if path is None or not path.is_file():
         return {}
     doc = json.loads(path.read_text())
-    arch = doc["args"].get("arch") or "tf_efficientnet_lite0"
-    return {arch: [r for r in doc["results"]["runs"] if r["name"] in ("ours", "prototype")]}
+    point = f"{doc['args'].get('arch') or 'tf_efficientnet_lite0'}@{doc['args'].get('size') or 224}"
+    return {point: [r for r in doc["results"]["runs"] if r["name"] in ("ours", "prototype")]}
 
 
 def plot(results: dict, path: Path) -> None:
@@ -162,15 +174,22 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colors = dict(zip(results["points"], plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3))
     for name, p in results["points"].items():
         for recipe, marker in (("free", "o"), ("tuned", "s")):
             acc = p.get(f"{recipe}_breeds_bal")
             t = results["times"].get(f"{name}:{recipe}", {}).get("train_s")
             if acc is None or not t:
                 continue
-            ax.errorbar(statistics.median(t) / 60, acc[0], yerr=acc[1], fmt=marker, capsize=3)
-            ax.annotate(f"{name.replace('tf_efficientnet_', '')} {recipe}", (statistics.median(t) / 60, acc[0]),
+            x = statistics.median(t) / 60
+            ax.errorbar(x, acc[0], yerr=acc[1], fmt=marker, capsize=3, color=colors[name])
+            ax.annotate(f"{name.replace('tf_efficientnet_', '')} {recipe}", (x, acc[0]),
                         textcoords="offset points", xytext=(5, 4), fontsize=8)  # fmt: skip
+    today = results["times"].get(f"{BASELINE}:tuned", {}).get("train_s")
+    if today:
+        ax.axvline(1.3 * statistics.median(today) / 60, ls=":", color="gray")
+        ax.annotate("1.3x the lite0 recipe", (1.3 * statistics.median(today) / 60, ax.get_ylim()[0]),
+                    textcoords="offset points", xytext=(-4, 4), fontsize=8, rotation=90, ha="right")  # fmt: skip
     ax.set_xlabel("README command, minutes (2-core CPU)")
     ax.set_ylabel("balanced breed accuracy, out of fold")
     ax.set_title("Accuracy against training time (pets-dev, group-aware 5-fold)", fontsize=10)
@@ -232,7 +251,7 @@ def main() -> None:
     for arch, size in points:
         rows = training_free_cv(feats[(arch, size)], files, fold)
         name = f"{arch}@{size}"
-        entry: dict = {"folds": rows}
+        entry: dict = {"folds": rows, "gflops": gflops(arch, size)}
         for k in keys:
             entry[f"free_{k}"] = mean_se([r[k] for r in rows])
         if base_rows is None:
@@ -241,15 +260,15 @@ def main() -> None:
             entry["free_breeds_bal_paired_vs_first"] = mean_se(
                 [r["breeds_bal"] - b["breeds_bal"] for r, b in zip(rows, base_rows)]
             )
-        for tuned_arch, runs in (kv for p in args.tuned for kv in tuned_rows(p).items()):
-            if tuned_arch == arch:
+        for tuned_point, runs in (kv for p in args.tuned for kv in tuned_rows(p).items()):
+            if tuned_point == f"{arch}@{size}":
                 ours = [r for r in runs if r["name"] == "ours"]
                 entry["tuned_breeds_bal"] = mean_se([r["breeds_bal"] for r in ours])
         results["points"][name] = entry
         m_, se = entry["free_breeds_bal"]
         print(
             f"{name:28} training-free: breeds_bal {m_:.3f} +/- {se:.3f}  cat/dog {entry['free_catdog_bal'][0]:.3f}  "
-            f"degraded {entry['free_breeds_bal@degraded_mean'][0]:.3f}",
+            f"degraded {entry['free_breeds_bal@degraded_mean'][0]:.3f}  {entry['gflops']:.2f} GFLOPs/photo",
             flush=True,
         )
     out_path = bench.results_path("frontier", m, args.json)

@@ -22,26 +22,13 @@ from .files import atomic_write
 from .meta import ONNX, PKL, WEIGHTS, ModelMeta, stamped, write_meta
 from .onnx_export import write_onnx
 
-__all__ = ["save_safe", "save_weights", "load_safe", "export_meta", "export"]
+__all__ = ["save_weights", "load_safe", "export_meta", "export"]
 
 if TYPE_CHECKING:
     from fastai.learner import Learner
 
     from .config import TrainConfig
     from .ood import Fitted
-
-
-def save_safe(
-    model: torch.nn.Module, meta: ModelMeta, out: str | Path, extra: dict[str, torch.Tensor] | None = None
-) -> ModelMeta:
-    """Write `model.safetensors` then `model.json` (which carries the weights' sha256, tying the pair together);
-    returns the record as written.
-
-    `extra` tensors (names starting `ood.`, e.g. the class means of the unknown gate) are stored beside the weights.
-    """
-    meta = stamped(meta, save_weights(model, out, extra))
-    write_meta(out, meta)
-    return meta
 
 
 def save_weights(model: torch.nn.Module, out: str | Path, extra: dict[str, torch.Tensor] | None = None) -> Path:

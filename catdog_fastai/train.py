@@ -21,7 +21,6 @@ from typing import Any
 import fastai.callback.channelslast  # noqa: F401 - patches Learner.to_channelslast
 import fastai.callback.fp16  # noqa: F401 - patches Learner.to_fp16 / to_bf16
 import fastai.callback.schedule  # noqa: F401 - patches Learner.fit_one_cycle / lr_find
-import numpy as np
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
@@ -31,13 +30,12 @@ from fastai.learner import Learner
 from fastai.metrics import accuracy, error_rate
 from fastai.torch_core import set_seed
 
-from . import ood, prototypes
+from . import ood
 from .callbacks import BEST, CHECKPOINT, Checkpointer, FrozenBNStats, LossOnDevice, ResumePoint
 from .card import check_card_target, write_card
 from .config import TrainConfig, parse_config
 from .data import find, get_dls
 from .distributed import LaunchError, distrib, finish, is_main, per_rank_bs, world_size
-from .duplicates import near_duplicate_groups
 from .errors import CatdogError, OutputError
 from .evaluate import report
 from .export import export
@@ -45,10 +43,10 @@ from .files import atomic_write, write_json
 from .loggers import logger_callbacks
 from .losses import sampled_counts, training_loss
 from .meta import ONNX
-from .metrics import BalancedAccuracy, export_epoch, label_scores
+from .metrics import BalancedAccuracy, export_epoch
 from .model import CosineClassifier, build_model, norm_stats, splitter, wise_ft
 from .optim import OPT_FUNCS
-from .sources import Found
+from .start import duplicate_groups, imprint_all, own_split, start_from_pretrained, starting_features
 
 log = logging.getLogger("catdog_fastai")
 
@@ -125,65 +123,6 @@ def class_counts(dls: DataLoaders) -> list[int]:
     "Training photos per class, in vocab order: the label prior the logit-adjusted loss takes out."
     ys = torch.tensor([int(y) for y in dls.train_ds.tls[1]], dtype=torch.long)
     return torch.bincount(ys, minlength=len(dls.vocab)).tolist()
-
-
-def starting_features(model: torch.nn.Sequential, found: Found, cfg: TrainConfig, device: torch.device) -> torch.Tensor:
-    """The starting network's pooled features of every photo found, seen as validation photos are (centre crop, no
-    augmentation), then of their mirror images: 2 x len(found.items) rows, computed once for the near-duplicate
-    groups of the split, the cosine head's class means and the training-free baseline."""
-    return prototypes.photo_features(model.to(device), found.items, cfg.size, mirror=True)
-
-
-def duplicate_groups(feats: torch.Tensor, cfg: TrainConfig) -> np.ndarray | None:
-    """Near-duplicate groups of the photos (`duplicates.near_duplicate_groups` on their pretrained features), for a
-    split that keeps each group on one side; None when the backbone starts untrained, whose features say nothing."""
-    if not (cfg.pretrained or cfg.weights):
-        return None
-    return near_duplicate_groups(feats[: len(feats) // 2].numpy())
-
-
-def start_from_pretrained(learn: Learner, feats: torch.Tensor, found: Found) -> dict[str, Any]:
-    """The training-free baseline, and the cosine head started from it.
-
-    `feats` are `starting_features`. The class means of the training photos' features and their mirror images'
-    become the cosine head's weights (`CosineClassifier.imprint`); the nearest-class-mean classifier on those
-    features is scored on the validation photos, so the report can say what fine-tuning added to it. Returns that
-    score (`label_scores`).
-    """
-    vocab = [str(v) for v in learn.dls.vocab]
-    train, valid = split_rows(learn.dls, found)
-    y = torch.tensor([vocab.index(str(v)) for v in found.labels])
-    n = len(found.items)
-    rows = torch.tensor([*train, *(i + n for i in train)])
-    means = prototypes.class_means(feats[rows], y[torch.tensor(train * 2)], len(vocab))
-    if isinstance(learn.model[1][-1], CosineClassifier):
-        learn.model[1][-1].imprint(means)
-    predicted = prototypes.nearest_mean(feats[torch.tensor(valid)], means).tolist()
-    return label_scores([vocab[int(y[i])] for i in valid], [vocab[i] for i in predicted], vocab)
-
-
-def imprint_all(learn: Learner, feats: torch.Tensor, found: Found) -> None:
-    """The training-free export's head from every labelled photo: class means of the training *and* validation
-    photos (and their mirror images), once the validation photos have given their figures and fitted the verdict.
-    With a few photos per class, the one held out for validation is a fifth of what the class mean knows. Only for
-    splits catdog-train made itself (`own_split`)."""
-    vocab = [str(v) for v in learn.dls.vocab]
-    y = torch.tensor([vocab.index(str(v)) for v in found.labels])
-    means = prototypes.class_means(feats, torch.cat([y, y]), len(vocab))
-    learn.model[1][-1].imprint(means)
-
-
-def own_split(cfg: TrainConfig, found: Found) -> bool:
-    """True when catdog-train dealt the validation photos itself (stratified or random), only to measure the model:
-    then the export may learn from them too. A split the data brings (train/ and valid/, a CSV's is_valid, Pets'
-    official test list) is kept apart: it may be someone's test set."""
-    return found.is_valid is None and cfg.split in ("stratified", "random")
-
-
-def split_rows(dls: DataLoaders, found: Found) -> tuple[list[int], list[int]]:
-    "Rows of `found.items` in the training and the validation set."
-    row = {p: i for i, p in enumerate(found.items)}
-    return [row[p] for p in dls.train.items], [row[p] for p in dls.valid.items]
 
 
 def find_lr(learn: Learner, out: Path) -> float:

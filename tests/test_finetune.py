@@ -13,7 +13,8 @@ from catdog_fastai import prototypes
 from catdog_fastai.config import TrainConfig
 from catdog_fastai.data import find, get_dls
 from catdog_fastai.model import CosineClassifier, build_model, wise_ft
-from catdog_fastai.train import get_learner, get_model, start_from_pretrained, starting_features, train_model
+from catdog_fastai.start import start_from_pretrained, starting_features
+from catdog_fastai.train import get_learner, get_model, train_model
 
 
 @pytest.fixture(scope="module")
