@@ -25,14 +25,12 @@ from typing import Any
 import numpy as np
 
 from . import clean_find
+from .clean_find import COLUMNS, INFO, ISSUES_CSV, SHEET, read_issues  # noqa: F401 - the plan's format, used here too
 from .config import _f, build_parser
 from .duplicates import THRESHOLD
 from .errors import CatdogError, DataError
 from .files import atomic_write, write_json
 from .images import IMAGE_EXTS, MIN_SIDE, check_image_file, open_image
-
-COLUMNS = ["path", "issue", "score", "given_label", "suggested_label", "group", "split", "note", "action"]
-ISSUES_CSV, SHEET, INFO = "issues.csv", "issues.html", "clean.json"
 
 
 @dataclass
@@ -180,18 +178,6 @@ def write_issues(path: str | os.PathLike, findings: list[clean_find.Finding]) ->
             w.writerows({**r, "group": r.get("group", ""), "action": r.get("action", "")} for r in findings)
 
     return atomic_write(path, _write)
-
-
-def read_issues(path: str | os.PathLike) -> list[dict[str, str]]:
-    "The rows of an issues.csv or plan; a file that is not one is a one-line error."
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"plan not found: {p}")
-    with open(p, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if rows and not {"path", "issue"} <= set(rows[0]):
-        raise DataError(f"{p} is not an issues.csv from catdog-clean (no path and issue columns)")
-    return rows
 
 
 def summary(findings: list[clean_find.Finding], info: dict[str, Any], out: Path) -> str:

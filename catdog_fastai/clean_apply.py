@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .clean import INFO, read_issues
+from .clean_find import INFO, read_issues
 from .errors import DataError
 from .files import atomic_write, sha256, write_json
 from .labels import is_pets_name

@@ -15,12 +15,19 @@ NumPy (and cleanlab) only; each function returns plain finding dicts, the rows o
 
 from __future__ import annotations
 
+import csv
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .duplicates import near_duplicate_groups, similar_pairs, unit_rows
+from .errors import DataError
+
+COLUMNS = ["path", "issue", "score", "given_label", "suggested_label", "group", "split", "note", "action"]
+ISSUES_CSV, SHEET, INFO = "issues.csv", "issues.html", "clean.json"  # what catdog-clean writes into --out
 
 KNN = 10  # neighbours that vote in `neighbour_probs`
 SCALE = 16.0  # cosine logits x 16, as model.CosineClassifier: a confident softmax from similarities in [-1, 1]
@@ -207,3 +214,15 @@ def rank(findings: list[Finding]) -> list[Finding]:
         return (order[f["issue"]], False, -f["score"], 0, 0.0)
 
     return sorted(findings, key=key)
+
+
+def read_issues(path: str | os.PathLike) -> list[dict[str, str]]:
+    "The rows of an issues.csv or plan; a file that is not one is a one-line error."
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"plan not found: {p}")
+    with open(p, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and not {"path", "issue"} <= set(rows[0]):
+        raise DataError(f"{p} is not an issues.csv from catdog-clean (no path and issue columns)")
+    return rows

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .clean import COLUMNS, INFO, ISSUES_CSV, read_issues
 from .clean_apply import parse_action
+from .clean_find import COLUMNS, INFO, ISSUES_CSV, read_issues
 from .files import atomic_write
 
 PLAN = "plan.csv"

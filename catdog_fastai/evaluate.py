@@ -250,12 +250,3 @@ def training_overlap(config: dict[str, Any], items: Sequence[Path]) -> tuple[set
     keys = {key(found.items[i]) for i in train}
     hits = {p for p in items if p.resolve() in paths or key(p) in keys}
     return hits, f"model.json: trained on {where}, split {config.get('split')}, seed {config.get('seed')}"
-
-
-def __getattr__(name: str) -> Any:
-    "`catdog-evaluate` moved to `evaluate_cli`; `evaluate.main` still imports from here."
-    if name == "main":
-        from .evaluate_cli import main
-
-        return main
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

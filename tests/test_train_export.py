@@ -201,7 +201,7 @@ def test_train_cli_help_shows_defaults(capsys):
     assert e.value.code == 0
     for flag in ("--arch", "--weights", "--task", "--split", "--lr", "--opt", "--resume", "--valid-pct"):
         assert flag in out
-    assert "(default: tf_efficientnet_lite0)" in " ".join(out.split())  # argparse wraps lines at any space
+    assert "(default: tf_efficientnet_lite2)" in " ".join(out.split())  # argparse wraps lines at any space
     assert "--onnx" in out and "--logit-adjust" in out and "--export-epoch" in out
 
 
