@@ -36,6 +36,7 @@ def report(
     baseline: dict[str, Any] | None = None,
     verdict: dict[str, Any] | None = None,
     labels_from: str = "pets",
+    trained: bool = True,
 ) -> dict[str, Any]:
     """Evaluate `learn` on its validation set; write report.json and the two PNGs to `out`; print a summary.
 
@@ -44,6 +45,7 @@ def report(
     `baseline`: the training-free nearest-class-mean classifier's `label_scores` on the same validation photos
     (`train.start_from_pretrained`), set beside the fine-tuned figures.
     `labels_from`: where the labels came from (`sources.LAYOUTS`); cat/dog figures only for Pets names.
+    `trained`: False for the training-free export (`--epochs 0 --freeze-epochs 0`), which is the baseline itself.
     """
     import matplotlib
 
@@ -76,6 +78,7 @@ def report(
         )
     if baseline is not None:
         summary.update(baseline_accuracy=baseline["accuracy"], baseline_balanced_accuracy=baseline["balanced_accuracy"])
+        summary["trained"] = trained
     if calibration is not None:
         summary["calibration"] = {k: calibration[k] for k in ("temperature", "ece_before", "ece_after")}
     if verdict is not None:
@@ -147,6 +150,11 @@ def _summary_lines(summary: dict[str, Any], most: list, out: Path) -> list[str]:
 
 def baseline_line(summary: dict[str, Any]) -> str:
     "What fine-tuning added to the pretrained features' nearest class mean, in words, worse included."
+    if not summary.get("trained", True):
+        return (
+            "no training (--epochs 0 --freeze-epochs 0): the model is the nearest class mean of the pretrained "
+            "features; --epochs 4 --freeze-epochs 1 runs fastai's fine_tune from it (what it adds: BENCHMARKS.md §0)"
+        )
     gain = summary["valid_balanced_accuracy"] - summary["baseline_balanced_accuracy"]
     base = (
         f"the pretrained features' nearest class mean (no training), which scores "

@@ -181,7 +181,8 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
     start = {k: v.detach().cpu().clone() for k, v in learn.model.state_dict().items()} if cfg.wise < 1 else None
 
     # learning rate and schedule
-    lr = resume.state["lr"] if resume else cfg.lr_value() or find_lr(learn, out)
+    trains = cfg.epochs + cfg.freeze_epochs > 0  # else: the training-free export, no rate to find
+    lr = resume.state["lr"] if resume else cfg.lr_value() or (find_lr(learn, out) if trains else 0.0)
     phases = schedule(cfg, lr)
     state = resume.state if resume else new_state(lr, phases)
     start_phase, start_epoch = resume.start() if resume else (0, 0)
@@ -217,7 +218,13 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
     # calibration, the "unknown" gate and the known/unsure line (ood.py, verdict.py)
     fitted = ood.fit(learn, labels_from=found.layout, known_target=cfg.known_precision)
     summary = report(
-        learn, out, calibration=fitted.ood, baseline=baseline, verdict=fitted.verdict, labels_from=found.layout
+        learn,
+        out,
+        calibration=fitted.ood,
+        baseline=baseline,
+        verdict=fitted.verdict,
+        labels_from=found.layout,
+        trained=trains,
     )
     summary.update(exported_epoch=epoch + 1, history=state["history"], valid_hits=state["correct"])
     if not phases and isinstance(learn.model[1][-1], CosineClassifier) and own_split(cfg, found):

@@ -103,8 +103,9 @@ def test_zero_epochs_exports_the_training_free_baseline(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="catdog_fastai"):
         summary = train_model(tiny_cfg(tmp_path, task="catdog", epochs=0, freeze_epochs=0, pkl=False, **SMALL))
     assert summary["valid_balanced_accuracy"] == summary["baseline_balanced_accuracy"]
-    assert summary["exported_epoch"] == 0 and "fine-tuning added +0.0000" in caplog.text
-    with pytest.raises(ValueError, match="--head cosine"):
+    assert summary["exported_epoch"] == 0 and "no training (--epochs 0 --freeze-epochs 0)" in caplog.text
+    assert "fine-tuning added" not in caplog.text and summary["trained"] is False
+    with pytest.raises(ValueError, match="only the cosine head is a classifier"):
         TrainConfig(epochs=0, freeze_epochs=0, head="fastai").validate()
 
 

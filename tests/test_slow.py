@@ -50,3 +50,18 @@ def test_real_weights_fine_tune_far_above_chance(shared, tmp_path):
     res = evaluate_folder(tmp_path, shared / "data/pets-dev/images")
     assert res["n"] == 755 and res["breeds_accuracy"] > 0.5 and res["catdog_accuracy"] > 0.85
     assert res["breeds_balanced_accuracy"] > 0.3 and len(res["confusion_matrix"]["labels"]) == 37
+
+
+def test_the_readme_recipe_with_real_weights(shared, tmp_path):
+    "catdog-train's defaults (the README command): tf_efficientnet_lite2 at 224 px, the training-free export."
+    cfg = TrainConfig(
+        data=str(shared / "data/pets-dev/images"),
+        task="breeds",
+        weights=str(shared / "weights/tf_efficientnet_lite2.in1k.safetensors"),
+        out=str(tmp_path),
+        pkl=False,
+    )
+    summary = train_model(cfg)
+    assert cfg.arch == "tf_efficientnet_lite2" and summary["history"] == []  # nothing trained
+    assert summary["valid_balanced_accuracy"] > 0.6 and summary["valid_catdog_accuracy"] > 0.95
+    assert "all labelled photos" in summary["exported_means"]
