@@ -26,6 +26,7 @@ import numpy as np
 
 from . import clean_find
 from .clean_find import COLUMNS, INFO, ISSUES_CSV, SHEET, read_issues  # noqa: F401 - the plan's format, used here too
+from .cli import error
 from .config import _f, build_parser
 from .duplicates import THRESHOLD
 from .errors import CatdogError, DataError
@@ -234,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             findings, info, out = run(cfg)
             print(summary(findings, info, out))
     except CatdogError as e:
-        print(f"catdog-clean: error: {e}", file=sys.stderr)
-        return 2
+        return error("catdog-clean", f"error: {e}")
     return 0
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from .backends import OUTPUTS, OnnxBackend, available, forward, load_safe, needs_training_stack
 from .card import CARD, write_card
+from .cli import error
 from .errors import CatdogError, ExportError
 from .files import atomic_write, sha256
 from .meta import ONNX, ModelMeta, versions, write_meta
@@ -178,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(publish_hint(out))
     except CatdogError as e:
-        print(f"catdog-export: {e}", file=sys.stderr)
-        return 2
+        return error("catdog-export", e)
     return 0
 
 

@@ -33,6 +33,7 @@ from fastai.torch_core import set_seed
 from . import ood
 from .callbacks import BEST, CHECKPOINT, Checkpointer, FrozenBNStats, LossOnDevice, ResumePoint
 from .card import check_card_target, write_card
+from .cli import error
 from .config import TrainConfig, parse_config
 from .data import find, get_dls
 from .distributed import LaunchError, distrib, finish, is_main, per_rank_bs, world_size
@@ -298,8 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train_model(cfg)
     except CatdogError as e:
-        print(f"catdog-train: error: {e}", file=sys.stderr)
-        return 2
+        return error("catdog-train", f"error: {e}")
     except KeyboardInterrupt:
         print(
             f"\ncatdog-train: interrupted. The last completed epoch is saved in {Path(cfg.out) / CHECKPOINT}; "
