@@ -107,13 +107,12 @@ def page_answer(pred: Predictor, p: Prediction | Exception) -> tuple[str, dict[s
         return "### Can't use this file", {"label": _reason(p), "confidences": []}, "Try another photo."
     bars = [{"label": lab, "confidence": q} for lab, q in p]
     closest = " or ".join(f"{lab} ({pct(q)})" for lab, q in p[:2])
-    torn = f"{' or '.join(lab for lab, _ in p[:2])}? ({', '.join(pct(q) for _, q in p[:2])})"
     if p.verdict == verdict_rule.UNKNOWN:
         headline = f"### {pred.unknown_text()}"
         return headline, {"label": f"Closest: {closest}", "confidences": bars}, "The closest classes, for reference."
     unsure = p.verdict == verdict_rule.UNSURE
     kind = "Breed" if p.species else "Class"
-    heading = torn if unsure else f"{p[0][0]} ({pct(p[0][1])})"
+    heading = verdict_rule.torn_between(p[:2]) if unsure else f"{p[0][0]} ({pct(p[0][1])})"
     note = f"No {kind.lower()} is clearly it: these are the closest." if unsure else ""
     headline = f"### {p.species[0][0].capitalize()} ({pct(p.species[0][1])})" if p.species else ""
     return headline, {"label": heading, "confidences": bars}, note

@@ -8,6 +8,7 @@ photo.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -46,12 +47,9 @@ def start_from_pretrained(learn: Learner, feats: torch.Tensor, found: Found) -> 
     features is scored on the validation photos, so the report can say what fine-tuning added to it. Returns that
     score (`label_scores`).
     """
-    vocab = [str(v) for v in learn.dls.vocab]
+    vocab, y = _targets(learn, found)
     train, valid = split_rows(learn.dls, found)
-    y = torch.tensor([vocab.index(str(v)) for v in found.labels])
-    n = len(found.items)
-    rows = torch.tensor([*train, *(i + n for i in train)])
-    means = prototypes.class_means(feats[rows], y[torch.tensor(train * 2)], len(vocab))
+    means = _class_means(feats, y, train, len(vocab))
     if isinstance(learn.model[1][-1], CosineClassifier):
         learn.model[1][-1].imprint(means)
     predicted = prototypes.nearest_mean(feats[torch.tensor(valid)], means).tolist()
@@ -63,10 +61,22 @@ def imprint_all(learn: Learner, feats: torch.Tensor, found: Found) -> None:
     photos (and their mirror images), once the validation photos have given their figures and fitted the verdict.
     With a few photos per class, the one held out for validation is a fifth of what the class mean knows. Only for
     splits catdog-train made itself (`own_split`)."""
+    vocab, y = _targets(learn, found)
+    learn.model[1][-1].imprint(_class_means(feats, y, range(len(y)), len(vocab)))
+
+
+def _targets(learn: Learner, found: Found) -> tuple[list[str], torch.Tensor]:
+    "The learner's vocab, and each found photo's class index in it."
     vocab = [str(v) for v in learn.dls.vocab]
-    y = torch.tensor([vocab.index(str(v)) for v in found.labels])
-    means = prototypes.class_means(feats, torch.cat([y, y]), len(vocab))
-    learn.model[1][-1].imprint(means)
+    index = {v: i for i, v in enumerate(vocab)}
+    return vocab, torch.tensor([index[str(v)] for v in found.labels])
+
+
+def _class_means(feats: torch.Tensor, y: torch.Tensor, rows: Sequence[int], n_classes: int) -> torch.Tensor:
+    "Class means of the photos in `rows` and of their mirror images (the second half of `starting_features`)."
+    rows = list(rows)
+    n = len(y)
+    return prototypes.class_means(feats[torch.tensor([*rows, *(i + n for i in rows)])], y[rows * 2], n_classes)
 
 
 def own_split(cfg: TrainConfig, found: Found) -> bool:

@@ -193,6 +193,11 @@ def pct(q: float) -> str:
     return f"{q:.0%}".replace("%", " %")
 
 
+def torn_between(pairs: Sequence[tuple[str, float]]) -> str:
+    "The classes an unsure answer is torn between: 'beagle or basset_hound? (41 %, 30 %)'."
+    return f"{' or '.join(lab for lab, _ in pairs)}? ({', '.join(pct(q) for _, q in pairs)})"
+
+
 def describe(p: Any, pets: bool, top: int = 2) -> str:
     """The one line a person reads for a `Prediction` `p`: its verdict, the species first for Pets breed models.
 
@@ -206,5 +211,5 @@ def describe(p: Any, pets: bool, top: int = 2) -> str:
         return f"{unknown_text(pets)} (closest: {', '.join(f'{lab} {pct(q)}' for lab, q in torn)})"
     species = f"{p.species[0][0].capitalize()} ({pct(p.species[0][1])}) — " if p.species else ""
     if p.verdict == UNSURE:
-        return f"{species}{' or '.join(lab for lab, _ in torn)}? ({', '.join(pct(q) for _, q in torn)})"
+        return species + torn_between(torn)
     return f"{species}{p[0][0]} ({pct(p[0][1])})"
