@@ -61,12 +61,21 @@ def needs_training_stack(what: str, names: tuple[str, ...] = ("torch", "timm", "
 def forward(model: Any, x: Any) -> tuple[Any, Any]:
     """(logits, pooled features) of `model.Sequential(body, head)` in one pass: the same computation as `model(x)`,
     stopped once to keep the head's input (the pooled feature map: averaged for the cosine head, concat-pooled for
-    fastai's; a ViT's pooled features). The ONNX graph's two outputs and the torch backend's; training's too."""
+    fastai's; a ViT's pooled features). The ONNX graph's two outputs and the torch backend's; training's too.
+
+    Where the body has a `gate_size` other than the input's (a model trained small, with the `imagenet` gate:
+    `verdict.gate_size`), the pooled features are those of a second pass over the photo enlarged to that size,
+    which are what the unknown gate reads."""
     body, head = model[0], model[1]
-    feats = body(x)
     n_pool = 2 if body.needs_pool else 0  # a pooling layer + Flatten open the head of a CNN
-    pooled = head[:n_pool](feats)
-    return head[n_pool:](pooled), pooled
+    pooled = head[:n_pool](body(x))
+    logits = head[n_pool:](pooled)
+    gate_size = getattr(body, "gate_size", None)
+    if gate_size and gate_size != x.shape[-1]:
+        from torch.nn.functional import interpolate
+
+        pooled = head[:n_pool](body(interpolate(x, size=(gate_size, gate_size), mode="bilinear")))
+    return logits, pooled
 
 
 def load_safe(path: str | os.PathLike, device: str | Any = "cpu") -> tuple[Any, ModelMeta]:
@@ -116,6 +125,7 @@ def load_safe(path: str | os.PathLike, device: str | Any = "cpu") -> tuple[Any, 
             f"{meta.versions}, running {versions()}."
         )
     model.load_state_dict(sd)
+    model[0].gate_size = meta.verdict.gate_size if meta.verdict else None
     return model.to(device).eval(), meta
 
 

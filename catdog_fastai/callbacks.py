@@ -1,7 +1,8 @@
 """The fastai callbacks `catdog-train` adds to every fit, and the checkpoint they write.
 
-`Checkpointer` logs each epoch, appends it to `history.csv` and saves `checkpoint.pth`, from which
-`ResumePoint` continues an interrupted run; `LossOnDevice` keeps the smoothed loss on the GPU.
+`Checkpointer` logs each epoch, records it in the run's `RunState`, appends it to `history.csv` and saves
+`checkpoint.pth`, from which `ResumePoint` continues an interrupted run; `LossOnDevice` keeps the smoothed loss on
+the GPU.
 """
 
 from __future__ import annotations
@@ -9,8 +10,11 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,6 +75,67 @@ class FrozenBNStats(Callback):
                 m.eval()
 
 
+@dataclass
+class RunState:
+    """What a run carries from epoch to epoch, and through `checkpoint.pth` to `--resume`.
+
+    Typed, so that a misspelt key fails where it is written rather than epochs later on resume; saved in the
+    checkpoint as a plain dict (`to_dict`), so a checkpoint loads without this class and older ones still load.
+    """
+
+    lr: float  # the base learning rate (lr_find's suggestion under --lr auto: resuming must not search again)
+    phases: list[str]  # the schedule's phase names, in order ('frozen', 'unfrozen')
+    total: int  # epochs in the whole schedule
+    done: int = 0  # epochs completed so far, over all phases
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row of history.csv per completed epoch
+    correct: list[list[bool]] = field(default_factory=list)  # per completed epoch: each validation photo right?
+
+    def record(self, row: dict[str, Any], hits: list[bool]) -> None:
+        "Add one completed epoch: its history row and which validation photos it got right."
+        self.history.append(row)
+        self.correct.append(hits)
+        self.done += 1
+
+    def last_is_best(self) -> bool:
+        "Whether the epoch just recorded is the one `--export-epoch best` would export so far."
+        return best_epoch(self.correct) == len(self.correct) - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "the checkpoint") -> RunState:
+        "The state `to_dict` saved; `ResumeError` naming what is wrong if `d` is not one (a damaged or foreign file)."
+        if not isinstance(d, dict):
+            raise _bad_state(source, f"a {type(d).__name__} where a dict of the run's progress belongs")
+        hints = typing.get_type_hints(cls)
+        missing = [f.name for f in fields(cls) if f.name not in d]
+        if missing:
+            raise _bad_state(source, f"missing {', '.join(missing)}")
+        wrong = [f"{k} is {type(d[k]).__name__}" for k, t in hints.items() if not _is_a(d[k], t)]
+        if wrong:
+            raise _bad_state(source, ", ".join(wrong))
+        state = cls(**{k: d[k] for k in hints})
+        if not (len(state.history) == len(state.correct) == state.done <= state.total):
+            raise _bad_state(
+                source,
+                f"{state.done} epochs done of {state.total}, with {len(state.history)} history rows and "
+                f"{len(state.correct)} validation records",
+            )
+        return state
+
+
+def _is_a(value: Any, hint: Any) -> bool:
+    "Whether `value` has the outer type of a `RunState` field (an int is a float; a bool is no number)."
+    kind = typing.get_origin(hint) or hint
+    kinds = (int, float) if kind is float else (kind,)
+    return isinstance(value, kinds) and not (isinstance(value, bool) and kind is not bool)
+
+
+def _bad_state(source: str, why: str) -> ResumeError:
+    return ResumeError(f"--resume: the run state in {source} is malformed ({why}); start again without --resume")
+
+
 class Checkpointer(Callback):
     """After every trained epoch: one log line, `history.csv`, `checkpoint.pth` (resume) and `best.pth`.
 
@@ -79,7 +144,7 @@ class Checkpointer(Callback):
 
     order = 90  # after Recorder (50) has the epoch's metrics
 
-    def __init__(self, cfg: TrainConfig, phase_idx: int, state: dict, quiet_bar: bool):
+    def __init__(self, cfg: TrainConfig, phase_idx: int, state: RunState, quiet_bar: bool):
         self.cfg, self.phase_idx, self.state, self.print_lines = cfg, phase_idx, state, quiet_bar
         self.out = Path(cfg.out)
 
@@ -101,19 +166,16 @@ class Checkpointer(Callback):
             return
         names, vals = self.recorder.metric_names[1:-1], self.recorder.values[-1]
         row = dict(
-            phase=self.state["phases"][self.phase_idx],
+            phase=self.state.phases[self.phase_idx],
             epoch=self.epoch,
-            global_epoch=self.state["done"],
+            global_epoch=self.state.done,
             **{n: float(v) for n, v in zip(names, vals)},
             seconds=round(time.perf_counter() - self.t0, 2),
         )
         seen = self.n_seen * world_size()  # every rank trains an equal shard of the epoch
         row["train_img_per_s"] = round(seen / max(self.train_seconds, 1e-9), 1)  # training steps only
-        self.state["history"].append(row)
-        self.state["done"] += 1
-        hits = _valid_hits(self.learn)
-        self.state["correct"].append(hits)
-        if self.cfg.export_epoch == "best" and best_epoch(self.state["correct"]) == len(self.state["correct"]) - 1:
+        self.state.record(row, _valid_hits(self.learn))
+        if self.cfg.export_epoch == "best" and self.state.last_is_best():
             atomic_write(self.out / BEST, lambda p: torch.save(unwrap(self.learn.model).state_dict(), p))
         self._write_history()
         ckpt = dict(
@@ -122,7 +184,7 @@ class Checkpointer(Callback):
             phase=self.phase_idx,
             epoch=self.epoch,
             n_epoch=self.n_epoch,
-            state=self.state,
+            state=self.state.to_dict(),  # a plain dict: the checkpoint loads without this module's classes
             config=self.cfg.to_dict(),
             rng=_rng_state(self.dls),
             smooth_loss=_smooth_loss_state(self.recorder.smooth_loss),
@@ -133,7 +195,7 @@ class Checkpointer(Callback):
             log.info(
                 "epoch %d/%d (%s %d/%d)  %s  %.1fs  %.1f img/s",
                 row["global_epoch"] + 1,
-                self.state["total"],
+                self.state.total,
                 row["phase"],
                 self.epoch + 1,
                 self.n_epoch,
@@ -143,7 +205,7 @@ class Checkpointer(Callback):
             )
 
     def _write_history(self) -> None:
-        rows = self.state["history"]
+        rows = self.state.history
         keys = list(rows[0])
         text = ",".join(keys) + "\n" + "".join(",".join(str(r.get(k, "")) for k in keys) + "\n" for r in rows)
         atomic_write(self.out / HISTORY, lambda p: p.write_text(text))
@@ -200,6 +262,7 @@ class ResumePoint:
     """Where an interrupted run stopped, read from OUT/checkpoint.pth: the whole of `--resume` in one object."""
 
     ckpt: dict  # what `Checkpointer` saved after the last completed epoch
+    path: Path = Path(CHECKPOINT)  # where it was read from, for messages
 
     @classmethod
     def load(cls, cfg: TrainConfig) -> tuple[TrainConfig, ResumePoint | None]:
@@ -218,11 +281,12 @@ class ResumePoint:
         changed = {k: v for k, v in cfg.to_dict().items() if k != "resume" and v != getattr(saved, k)}
         if changed:
             log.warning("--resume uses the interrupted run's settings; ignoring %s", changed)
-        return saved, cls(ckpt)
+        return saved, cls(ckpt, path)
 
-    @property
-    def state(self) -> dict:
-        return self.ckpt["state"]
+    @cached_property
+    def state(self) -> RunState:
+        "The interrupted run's state, read once: training goes on recording into this same object."
+        return RunState.from_dict(self.ckpt.get("state"), str(self.path))
 
     def start(self) -> tuple[int, int]:
         "(phase, epoch) to continue from: the epoch after the last completed one."

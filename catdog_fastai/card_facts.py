@@ -5,8 +5,8 @@ any optional key, or (made by hand) hold a string where a number belongs. Each r
 keeps a value only when it has the expected type, and leaves it None otherwise, so the card's text can say "not
 recorded" or leave a line out rather than print a placeholder or a figure the export does not hold.
 
-The verdict's rule is read by `verdict.read_rule`, the same reader serving uses, so the card describes the rule
-`load_predictor` applies, old exports included.
+The `ood` and `verdict` entries come typed from `meta.ModelMeta` (older exports upgraded there, once), the same
+record serving reads, so the card describes the rule `load_predictor` applies, old exports included.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import meta as meta_
 from .labels import TASKS
 from .meta import ONNX, PKL, ModelMeta
-from .verdict import is_pet_model, read_rule, unknown_text
+from .verdict import is_pet_model, unknown_text
 
 
 def number(v: Any) -> float | None:
@@ -114,18 +115,9 @@ class Recipe:
 
 
 @dataclass(frozen=True)
-class Calibration:
-    "The temperature fitted on the validation photos and the expected calibration error before and after it."
-
-    temperature: float | None
-    ece_before: float | None
-    ece_after: float | None
-
-
-@dataclass(frozen=True)
 class Rule:
-    """The 'unknown' verdict as `load_predictor` applies it (`verdict.read_rule`), and how `known_min_prob` was set:
-    `known_basis` is "older" (an export from before it was fitted: fixed at 0.5), "fixed" or "fitted"."""
+    """The 'unknown' verdict as `load_predictor` applies it (model.json's `verdict` entry, `meta.Rule`, older exports'
+    upgraded when read)."""
 
     gate: str
     threshold: float
@@ -133,35 +125,27 @@ class Rule:
     n_views: int | None  # validation photos x views the threshold was fitted on
     on_views: bool  # fitted on each photo as it is, at low resolution and in grayscale (the `verdict` entry, 0.5+)
     known_min_prob: float | None  # None: an export from before the unsure answer (known or unknown only)
-    known_basis: str
-    known_target: float | None  # the precision the fitted known_min_prob aims for on the validation photos
+    known_target: float | None  # the precision the fitted known_min_prob aims for; None: fixed at 0.5 (before 0.7)
     known_precision: float | None  # ... and what it had there (optimistic: fitted on those photos)
     known_coverage: float | None  # the share of those photos answered known
     rates: dict[str, float]  # measured rates in the `verdict` entry ("rate" in the key), flattened: "a.b_rate"
 
     @classmethod
-    def read(cls, meta: ModelMeta, calibration: dict[str, Any]) -> Rule | None:
-        "None for exports that call nothing unknown (no rule, or one without a usable threshold)."
-        entry = meta.verdict if isinstance(meta.verdict, dict) else None
-        rule = read_rule(entry, meta.ood if isinstance(meta.ood, dict) else calibration)
-        threshold = number(rule.get("threshold")) if rule else None
-        if rule is None or threshold is None:
+    def read(cls, rule: meta_.Rule | None) -> Rule | None:
+        "None for exports that call nothing unknown."
+        if rule is None:
             return None
-        entry = entry or {}
-        fitted = flag(entry.get("known_fitted"))
-        basis = "fitted" if fitted or "known_target" in entry else "fixed" if fitted is False else "older"
         return cls(
-            gate=str(rule.get("gate")),
-            threshold=threshold,
-            keep=number(rule.get("keep")),
-            n_views=count(rule.get("n_valid")),
-            on_views=bool(entry),
-            known_min_prob=number(rule.get("known_min_prob")),
-            known_basis=basis,
-            known_target=number(entry.get("known_target")),
-            known_precision=number(entry.get("valid_known_precision")),
-            known_coverage=number(entry.get("valid_known_coverage")),
-            rates=_rates(entry),
+            gate=rule.gate,
+            threshold=rule.threshold,
+            keep=rule.keep,
+            n_views=rule.n_valid if rule.views else None,
+            on_views=bool(rule.views),
+            known_min_prob=rule.known_min_prob,
+            known_target=rule.known_target,
+            known_precision=rule.valid_known_precision,
+            known_coverage=rule.valid_known_coverage,
+            rates=_rates(rule.to_json()),
         )
 
 
@@ -183,7 +167,7 @@ class Facts:
     meta: ModelMeta
     figures: Figures
     recipe: Recipe
-    calibration: Calibration | None
+    calibration: meta_.Calibration | None
     rule: Rule | None
     pkl: bool  # model.pkl is in the folder
     onnx: bool  # model.onnx is in the folder
@@ -209,10 +193,10 @@ class Facts:
 
 def as_meta(meta: ModelMeta | dict[str, Any]) -> ModelMeta:
     """`meta` as a `ModelMeta`. A dict needs only `arch`, `vocab` and `size`: cards of old or hand-made exports
-    still render (the card does not use `mean` / `std`, which serving checks)."""
+    still render (the card does not use `mean` / `std`, which serving checks), and a malformed `ood`, `verdict` or
+    `onnx` entry is left out."""
     if not isinstance(meta, ModelMeta):
-        names = {f.name for f in dataclasses.fields(ModelMeta)}
-        meta = ModelMeta(**{"mean": [], "std": [], **{k: v for k, v in meta.items() if k in names}})
+        meta = ModelMeta.read(meta_.upgrade({"mean": [], "std": [], **meta}), lenient=True)
     return dataclasses.replace(  # a hand-edited model.json can hold anything in its open entries
         meta,
         vocab=[str(v) for v in meta.vocab],
@@ -228,14 +212,12 @@ def read_facts(
     guesses from `meta`: the config's `pkl` flag, an `onnx` entry)."""
     meta = as_meta(meta)
     recipe = Recipe.read(meta.config)
-    cal = _dict(meta.ood) or _dict(meta.metrics.get("calibration"))  # 0.4 kept a copy in metrics
-    calibration = Calibration(*(number(cal.get(k)) for k in ("temperature", "ece_before", "ece_after")))
     return Facts(
         meta=meta,
         figures=Figures.read(meta.metrics, report or {}),
         recipe=recipe,
-        calibration=calibration if any(dataclasses.astuple(calibration)) else None,
-        rule=Rule.read(meta, cal),
+        calibration=meta.ood,
+        rule=Rule.read(meta.verdict),
         pkl=PKL in files if files is not None else recipe.pkl is not False,
         onnx=ONNX in files if files is not None else meta.onnx is not None,
     )

@@ -315,15 +315,11 @@ def verdict_rows(f: Facts) -> list[str]:
 
 def _unsure_row(f: Facts, rule: Rule, least: float) -> str:
     "The unsure answer's bar, `known_min_prob`, and where it came from: fixed (older exports) or fitted."
-    if rule.known_basis == "older":
+    if rule.known_target is None:
         basis = f"fixed at {least:g} (older export)"
-    elif rule.known_basis == "fixed":
-        basis = f"fixed at {least:g}"
-    elif rule.known_target is not None:
-        basis = f"fitted on the validation photos for a target precision of {rule.known_target:.0%}"
     else:
-        basis = "fitted on the validation photos"
-    if rule.known_basis == "fitted" and rule.known_precision is not None and rule.known_coverage is not None:
+        basis = f"fitted on the validation photos for a target precision of {rule.known_target:.0%}"
+    if rule.known_target is not None and rule.known_precision is not None and rule.known_coverage is not None:
         basis += (
             f"; there, {rule.known_precision:.0%} of its known answers were right and {rule.known_coverage:.0%} of "
             "the photos got one, every class weighing the same (optimistic: the bar was fitted on them)"

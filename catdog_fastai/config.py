@@ -11,7 +11,16 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-OPTIMIZERS = ("adam", "sgd", "radam", "ranger", "lamb", "rmsprop", "qhadam")
+from .labels import TASKS
+from .meta import HEADS
+
+# The names each choice flag accepts, for `catdog-train --help` without torch (serving installs have none). The
+# modules that implement them import them from here (loggers.LOGGERS, losses.SAMPLING_POWER), from labels.py (TASKS)
+# or from meta.py (HEADS, the names model.json's `head` takes; model.create_head builds each), or are held equal to
+# them by tests/test_layers.py (optim.OPT_FUNCS, keyed by the optimizers' own names).
+LOGGERS = ("none", "tensorboard", "wandb")  # loggers.logger_callbacks starts each
+OPTIMIZERS = ("adam", "sgd", "radam", "ranger", "lamb", "rmsprop", "qhadam")  # optim.OPT_FUNCS maps each
+SAMPLING_POWER = {"instance": 0.0, "sqrt": 0.5, "balanced": 1.0}  # a photo is drawn with weight n_class ** -power
 
 
 def _f(default: Any, help: str, group: str, **kw: Any) -> Any:
@@ -34,7 +43,7 @@ class TrainConfig:
         "for Pets file names: catdog (is_cat: Capitalised file names are cats) or breeds (37 classes); "
         "class folders and CSVs bring their own labels",
         "data",
-        choices=("catdog", "breeds"),
+        choices=TASKS,
     )
     split: str = _f(
         "stratified",
@@ -87,7 +96,7 @@ class TrainConfig:
         "training begins at the training-free nearest-class-mean baseline instead of a random head) or fastai "
         "(fastai's default head: concat pooling, two linear layers, random start)",
         "model",
-        choices=("cosine", "fastai"),
+        choices=HEADS,
     )
     # training
     epochs: int = _f(
@@ -123,7 +132,7 @@ class TrainConfig:
         "replacement) or sqrt (classes in proportion to the square root of their size); the loss takes out "
         "whatever class prior the sampling leaves",
         "train",
-        choices=("instance", "sqrt", "balanced"),
+        choices=tuple(SAMPLING_POWER),
     )
     logit_adjust: float = _f(
         1.0,
@@ -167,7 +176,7 @@ class TrainConfig:
         "training curves: none, tensorboard (event files in OUT/runs: tensorboard --logdir OUT/runs) or wandb "
         "(Weights & Biases; WANDB_MODE=offline logs without an account); needs pip install 'catdog_fastai[NAME]'",
         "output",
-        choices=("none", "tensorboard", "wandb"),
+        choices=LOGGERS,
     )
     pkl: bool = _f(True, "also write model.pkl (fastai learn.export) beside the pickle-free export", "output")
     onnx: bool = _f(

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from .backends import load_safe
 from .files import atomic_write
-from .meta import ONNX, PKL, WEIGHTS, ModelMeta, stamped, write_meta
+from .meta import ONNX, PKL, WEIGHTS, Calibration, ModelMeta, Rule, stamped, write_meta
 from .onnx_export import write_onnx
 
 __all__ = ["save_weights", "load_safe", "export_meta", "export"]
@@ -72,7 +72,7 @@ def export(
     meta = export_meta(learn, cfg, metrics, layout)
     extra = None
     if fitted is not None:
-        meta = dataclasses.replace(meta, ood=fitted.ood, verdict=fitted.verdict)
+        meta = dataclasses.replace(meta, ood=Calibration.from_json(fitted.ood), verdict=Rule.from_json(fitted.verdict))
         extra = fitted.tensors
     learn.model.float()
     meta = stamped(meta, save_weights(learn.model, out, extra))

@@ -23,10 +23,10 @@ import torch
 from fastai.callback.core import Callback
 from fastai.learner import Recorder
 
+from .config import LOGGERS  # the --logger names, written once there
 from .distributed import is_main
 from .errors import CatdogError
 
-LOGGERS = ("none", "tensorboard", "wandb")
 RUNS = "runs"  # TensorBoard's folder inside --out: `tensorboard --logdir OUT/runs`
 WANDB_PROJECT = "catdog_fastai"
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 from fastai.losses import CrossEntropyLossFlat
 
+from .config import SAMPLING_POWER  # the --sampling names and their powers, written once there
+
 
 class LogitAdjustedLoss(CrossEntropyLossFlat):
     "fastai's `CrossEntropyLossFlat` on `logits + tau * log(prior)`; activation and decodes unchanged."
@@ -26,9 +28,6 @@ class LogitAdjustedLoss(CrossEntropyLossFlat):
 
     def __call__(self, inp: torch.Tensor, targ: torch.Tensor, **kwargs) -> torch.Tensor:
         return super().__call__(inp + self.adjust.to(inp.device, inp.dtype), targ, **kwargs)
-
-
-SAMPLING_POWER = {"instance": 0.0, "sqrt": 0.5, "balanced": 1.0}  # a photo is drawn with weight n_class ** -power
 
 
 def sampled_counts(counts: Sequence[int], sampling: str) -> list[float]:

@@ -2,10 +2,14 @@
 
 The record says how to rebuild the network (`arch`, `head`, `vocab`), how to preprocess a photo for it (`size`,
 `mean`, `std`), how good it is (`metrics`), how it was trained (`config`), how to calibrate it and when to say
-"unknown" (`ood`, `verdict`: `ood.py`, `verdict.py`), which ONNX graph serves it (`onnx`) and which weights it
-belongs to (`weights_sha256`). Like Hugging Face's `PretrainedConfig` and timm's `PretrainedCfg` it is a plain
-dataclass with `to_json`/`from_json`; fields added since the first format are optional, so every export since 0.2
-(format 1) reads.
+"unknown" (`ood`: a `Calibration`, `verdict`: a `Rule`; `ood.py`, `verdict.py`), which ONNX graph serves it (`onnx`:
+an `OnnxGraph`) and which weights it belongs to (`weights_sha256`). Like Hugging Face's `PretrainedConfig` and timm's
+`PretrainedCfg` it is a plain dataclass with `to_json`/`from_json`; fields added since the first format are optional,
+so every export since 0.2 (format 1) reads, and `from_json` is the one place an older file is brought up to date
+(`upgrade`). Keys this version does not know are kept (`extra`) and written back unchanged.
+
+`metrics` (the report's figures) and `config` (the `TrainConfig` of whichever version trained it) stay open dicts:
+they record what was, for display, and their keys changed across versions.
 
 Standard library only, so serving without torch can read it.
 """
@@ -17,6 +21,8 @@ import datetime as dt
 import json
 import os
 import platform
+import types
+import typing
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -28,8 +34,128 @@ from .files import sha256, write_json
 FORMAT_VERSION = 1  # bump when a field's meaning changes; loaders refuse other versions
 WEIGHTS, META, PKL, ONNX = "model.safetensors", "model.json", "model.pkl", "model.onnx"
 REQUIRED = ("arch", "vocab", "size", "mean", "std")
+HEADS = ("cosine", "fastai")  # the heads `head` can name (`model.create_head` builds each)
 MIXED_UP = "the pair was mixed up or a write was interrupted; re-export"  # what to do about a checksum mismatch
 EXTRA_PREFIX = "ood."  # arrays in model.safetensors that are not the network's weights (`read_extras`)
+
+
+KNOWN_MIN_PROB_BEFORE_0_7 = 0.5  # the fixed known/unsure bar of exports made before it was fitted
+
+
+class Entry:
+    """A typed model.json entry: `from_json` checks and converts each known key (ValueError naming the bad one) and
+    keeps the others in `extra`; `to_json` writes them all back, empty optional fields left out."""
+
+    extra: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, d: Any) -> Any:
+        if not isinstance(d, dict):
+            raise ValueError(f"not a dict but {type(d).__name__}")
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "extra"]  # type: ignore[arg-type]
+        kw = {k: _typed(k, d[k], hints[k]) for k in names if k in d}
+        return cls(**kw, extra={k: v for k, v in d.items() if k not in names})  # type: ignore[call-arg]
+
+    def to_json(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}  # type: ignore[arg-type]
+        return {**{k: v for k, v in d.items() if v is not None}, **self.extra}
+
+
+def _typed(key: str, v: Any, hint: Any) -> Any:
+    "`v` as the field's type (`int | None`, `float`, `str`, `list[str]`, `dict`...); ValueError naming `key` if not."
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType)  # `X | None`
+    if optional:
+        if v is None:
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    kind = typing.get_origin(hint) or hint
+    ok = {
+        float: isinstance(v, (int, float)) and not isinstance(v, bool),
+        int: isinstance(v, int) and not isinstance(v, bool),
+        str: isinstance(v, str),
+        bool: isinstance(v, bool),
+        list: isinstance(v, list),
+        dict: isinstance(v, dict),
+    }.get(kind, True)
+    if not ok:
+        raise ValueError(f"{key} = {v!r} is not a {getattr(kind, '__name__', kind)}")
+    return float(v) if kind is float else v
+
+
+@dataclass
+class Calibration(Entry):
+    """model.json's `ood` entry: the temperature T fitted on the validation photos (`ood.calibration`; probabilities
+    are softmax(logits / T)) and the expected calibration error before and after it."""
+
+    temperature: float = 1.0
+    n_valid: int | None = None
+    ece_before: float | None = None
+    ece_after: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Rule(Entry):
+    """model.json's `verdict` entry (`verdict.fit_gate`): the unknown gate and its threshold, and the known/unsure bar.
+
+    `known_min_prob` None: an export from before the unsure answer (0.4), known or unknown only; `known_target`
+    None: one from before the bar was fitted (0.5, 0.6: fixed at 0.5). `views`: what each validation photo was
+    scored as (empty: 0.4's threshold, on the photos as they are). `gate_size`: the size the gate reads photos at,
+    where it is not the model's (`verdict.gate_size`)."""
+
+    gate: str
+    threshold: float
+    keep: float | None = None
+    known_min_prob: float | None = None
+    known_target: float | None = None
+    valid_known_precision: float | None = None  # the fitted bar's precision and coverage on the validation rows
+    valid_known_coverage: float | None = None
+    views: list[str] = field(default_factory=list)
+    n_valid: int | None = None  # validation rows: photos x views
+    valid_unknown_rate: float | None = None
+    gate_size: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "known_min_prob": self.known_min_prob}  # None means something: no unsure answer
+
+
+@dataclass
+class OnnxGraph(Entry):
+    "model.json's `onnx` entry (`onnx_export.write_onnx`): the graph beside the weights, and how it was made."
+
+    file: str = "model.onnx"
+    sha256: str | None = None
+    opset: int | None = None
+    exporter: str | None = None
+    input: str = "image"
+    outputs: list[str] = field(default_factory=lambda: ["logits", "pooled"])
+    dynamic_batch: bool = True
+    max_abs_diff: float | None = None
+    versions: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+ENTRIES = {"ood": Calibration, "verdict": Rule, "onnx": OnnxGraph}  # model.json's typed entries, by key
+
+
+def upgrade(d: dict[str, Any]) -> dict[str, Any]:
+    """A parsed model.json of any earlier version in today's shape: the one place old files are brought up to date.
+
+    - 0.4 kept the unknown threshold in `ood` (`score`, `threshold`, `keep`) and no `verdict` entry: its rule becomes
+      a `verdict` entry that says known or unknown only (`known_min_prob` None), on the gate it used.
+    - 0.4 also kept a copy of the calibration in `metrics`: it is the `ood` entry where that is missing.
+    - 0.5 and 0.6 wrote no `known_target`: their `known_min_prob` is the fixed 0.5 (`Rule`)."""
+    d = dict(d)
+    ood = d.get("ood")
+    cal = (d.get("metrics") or {}).get("calibration") if isinstance(d.get("metrics"), dict) else None
+    if ood is None and isinstance(cal, dict):
+        d["ood"] = ood = cal
+    if d.get("verdict") is None and isinstance(ood, dict) and "threshold" in ood:
+        gate = "energy" if ood.get("score") == "energy" else "features"
+        d["verdict"] = dict(gate=gate, threshold=ood["threshold"], keep=ood.get("keep"), known_min_prob=None)
+    return d
 
 
 @dataclass
@@ -48,13 +174,14 @@ class ModelMeta:
     head: str = "fastai"  # exports before the cosine head had fastai's
     metrics: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
-    ood: dict[str, Any] | None = None
-    verdict: dict[str, Any] | None = None
-    onnx: dict[str, Any] | None = None
+    ood: Calibration | None = None
+    verdict: Rule | None = None
+    onnx: OnnxGraph | None = None
     created: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     weights_sha256: str | None = None
     format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, written back as they were
 
     @classmethod
     def from_json(cls, d: Any, source: str = META) -> ModelMeta:
@@ -69,21 +196,39 @@ class ModelMeta:
         missing = [k for k in REQUIRED if k not in d]
         if missing:
             raise ExportError(f"{source} lacks {', '.join(missing)}: not a catdog_fastai export")
-        names = {f.name for f in dataclasses.fields(cls)}
         try:
-            meta = cls(**{k: v for k, v in d.items() if k in names})
-            meta.vocab, meta.size = [str(v) for v in meta.vocab], int(meta.size)
-            meta.mean, meta.std = [float(v) for v in meta.mean], [float(v) for v in meta.std]
+            meta = cls.read(upgrade(d))
         except (TypeError, ValueError) as e:
             raise ExportError(f"{source} has a malformed field ({e}): the export is damaged, re-export it") from None
         if not meta.vocab or meta.size < 1 or len(meta.mean) != 3 or len(meta.std) != 3:
             raise ExportError(f"{source} describes no usable model (vocab, size, mean or std): re-export it")
         return meta
 
+    @classmethod
+    def read(cls, d: dict[str, Any], lenient: bool = False) -> ModelMeta:
+        """The record from an upgraded dict, each typed entry through its class. `lenient` (the model card of a
+        hand-made or damaged file): a malformed optional entry is left out instead of raising ValueError."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "extra"]
+        kw: dict[str, Any] = {k: d[k] for k in names if k in d}
+        for key, entry in ENTRIES.items():
+            if kw.get(key) is not None:
+                try:
+                    kw[key] = entry.from_json(kw[key])
+                except (TypeError, ValueError) as e:
+                    if not lenient:
+                        raise ValueError(f"{key}: {e}") from None
+                    kw[key] = None
+        meta = cls(**kw, extra={k: v for k, v in d.items() if k not in names})
+        meta.vocab, meta.size = [str(v) for v in meta.vocab], int(meta.size)
+        meta.mean, meta.std = [float(v) for v in meta.mean], [float(v) for v in meta.std]
+        return meta
+
     def to_json(self) -> dict[str, Any]:
-        "The record as model.json holds it (empty optional entries left out)."
-        d = dataclasses.asdict(self)
-        return {"format_version": d.pop("format_version"), **{k: v for k, v in d.items() if v is not None}}
+        "The record as model.json holds it (empty optional entries left out, unknown keys kept)."
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        d = {k: v.to_json() if isinstance(v, Entry) else v for k, v in d.items()}
+        d = {"format_version": d.pop("format_version"), **{k: v for k, v in d.items() if v is not None}}
+        return {**d, **self.extra}
 
     @property
     def n_classes(self) -> int:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .errors import CatdogError
+from .meta import HEADS
 
 
 class ModelError(CatdogError):
@@ -33,7 +34,12 @@ class Body(nn.Module):
     `source_classifier` is the (weight, bias) of the classifier the weights were pretrained with, when that was
     ImageNet-1k's 1000 classes: not part of the model (it is not trained or saved as a weight), but the export keeps
     it for the "is it a cat or a dog at all" verdict (`verdict.py`).
+
+    `gate_size`: where set, `backends.forward` also reads each photo enlarged to this size for that verdict's
+    features (`verdict.gate_size`); a class attribute, so bodies pickled before it existed have it too.
     """
+
+    gate_size: int | None = None
 
     def __init__(self, model: nn.Module, source_classifier: tuple[torch.Tensor, torch.Tensor] | None = None):
         super().__init__()
@@ -86,9 +92,6 @@ class CosineClassifier(nn.Module):
         unit = nn.functional.normalize(means, dim=1) * self.weight.shape[1] ** 0.5
         has_photos = means.norm(dim=1, keepdim=True) > 0  # a class with no training photo keeps its random start
         self.weight.copy_(torch.where(has_photos, unit, self.weight))
-
-
-HEADS = ("cosine", "fastai")
 
 
 def create_head(

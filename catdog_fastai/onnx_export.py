@@ -24,7 +24,7 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from .card import CARD, write_card
 from .cli import error
 from .errors import CatdogError, ExportError
 from .files import atomic_write, sha256
-from .meta import ONNX, ModelMeta, versions, write_meta
+from .meta import ONNX, ModelMeta, OnnxGraph, versions, write_meta
 from .space import build_space, publish_hint, push
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def _logits_and_pooled(model: nn.Sequential) -> nn.Module:
     return LogitsAndPooled(model)
 
 
-def write_onnx(model: nn.Module, meta: ModelMeta, folder: str | Path) -> dict[str, Any] | None:
+def write_onnx(model: nn.Module, meta: ModelMeta, folder: str | Path) -> OnnxGraph | None:
     """Trace `model` (left untouched: a CPU float32 copy in eval mode is traced) into `folder/model.onnx`,
     atomically, and return model.json's `onnx` entry; on failure, warn in one line naming the architecture,
     remove any older model.onnx there, and return None."""
@@ -78,7 +78,7 @@ def write_onnx(model: nn.Module, meta: ModelMeta, folder: str | Path) -> dict[st
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         log.warning("model.onnx not written: torch.onnx cannot export %s (%s)", meta.arch, reason)
         return None
-    return dict(
+    return OnnxGraph(
         file=ONNX,
         opset=OPSET,
         exporter="torch.onnx (TorchScript)",
@@ -165,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(problem, file=sys.stderr)
                 return 2
             meta = add_onnx(args.model)
-            entry = meta.onnx or {}
-            print(f"{Path(args.model) / ONNX}: opset {entry['opset']}, largest gap to torch {entry['max_abs_diff']}")
+            graph = meta.onnx or OnnxGraph()
+            print(f"{Path(args.model) / ONNX}: opset {graph.opset}, largest gap to torch {graph.max_abs_diff}")
             if not args.space:
                 print(f"serve it without torch: load_predictor({args.model!r}, backend='onnxruntime')")
         if args.space:

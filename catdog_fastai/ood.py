@@ -107,14 +107,19 @@ class Fitted:
 
 
 def fit(
-    learn: Any, keep: float = verdict.KEEP, labels_from: str = "pets", known_target: float = verdict.KNOWN_TARGET
+    learn: Any,
+    size: int,
+    keep: float = verdict.KEEP,
+    labels_from: str = "pets",
+    known_target: float = verdict.KNOWN_TARGET,
 ) -> Fitted:
     """Calibration and the verdict's gate for a fastai `Learner` at export time, from its validation photos and their
     `hard_views`. Cat/dog and Pets breed models whose backbone kept its ImageNet-1k classifier get the `imagenet`
     gate; every other model the `features` gate, whose class means come from its training photos seen the way
-    validation photos are (centre crop, no augmentation). `labels_from`: the data's layout (`sources.LAYOUTS`). See
-    `verdict.py`. The known/unsure line is fitted on the same rows' calibrated probabilities to reach
-    `known_target` (`verdict.fit_known`)."""
+    validation photos are (centre crop, no augmentation). `size`: the validation photos' size; the `imagenet` gate
+    reads them at `verdict.gate_size`. `labels_from`: the data's layout (`sources.LAYOUTS`). See `verdict.py`. The
+    known/unsure line is fitted on the same rows' calibrated probabilities to reach `known_target`
+    (`verdict.fit_known`)."""
     from .model import norm_stats
 
     model, dls = learn.model, learn.dls
@@ -127,19 +132,21 @@ def fit(
                 view_of_row.append(torch.full((len(y),), i))
                 yield v, y
 
+    clf = model[0].source_classifier
+    task = "breeds" if labels_from == "pets" else None  # Pets names: cat and dog breeds
+    gate = "imagenet" if clf is not None and verdict.is_pet_model([str(v) for v in dls.vocab], task) else "features"
+    model[0].gate_size = verdict.gate_size(gate, size)  # the export's forward pass (and model.onnx) reads it too
     all_logits, pooled, view_targets = collect(model, views())
     as_is = torch.cat(view_of_row) == 0
     logits, targets = all_logits[as_is], view_targets[as_is]
-    clf = model[0].source_classifier
-    task = "breeds" if labels_from == "pets" else None  # Pets names: cat and dog breeds
-    if clf is not None and verdict.is_pet_model([str(v) for v in dls.vocab], task):
-        gate, scores = "imagenet", 1 - verdict.pet_probability(pooled.numpy(), *(t.float().cpu().numpy() for t in clf))
+    if gate == "imagenet":
+        scores = 1 - verdict.pet_probability(pooled.numpy(), *(t.float().cpu().numpy() for t in clf))
         tensors = {verdict.IMAGENET_WEIGHT: clf[0], verdict.IMAGENET_BIAS: clf[1]}
     else:
         _, train_pooled, train_targets = collect(model, dls.test_dl(dls.train.items, with_labels=True))
         means = class_means(train_pooled, train_targets, len(dls.vocab))
-        gate, scores, tensors = "features", verdict.mean_distance(pooled.numpy(), means.numpy()), {MEANS_KEY: means}
+        scores, tensors = verdict.mean_distance(pooled.numpy(), means.numpy()), {MEANS_KEY: means}
     cal = calibration(logits, targets)
     known = verdict.fit_known((all_logits / cal["temperature"]).softmax(1).numpy(), view_targets.tolist(), known_target)
-    rule = verdict.fit_gate(scores, view_targets.tolist(), gate, HARD_VIEWS, keep, known)
+    rule = verdict.fit_gate(scores, view_targets.tolist(), gate, HARD_VIEWS, keep, known, model[0].gate_size)
     return Fitted(cal, rule, tensors)

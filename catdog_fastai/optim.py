@@ -19,12 +19,6 @@ def Adam(params: Any, lr: float, **kw: Any) -> OptimWrapper:  # noqa: N802 - nam
     return OptimWrapper(params, torch.optim.AdamW, lr=lr, betas=(0.9, 0.99), eps=1e-5, **kw)
 
 
-OPT_FUNCS = {
-    "adam": Adam,
-    "sgd": SGD,
-    "radam": RAdam,
-    "ranger": ranger,
-    "lamb": Lamb,
-    "rmsprop": RMSProp,
-    "qhadam": QHAdam,
-}
+# `--opt NAME` -> optimizer, each named by its own function (lowercased), so the names are written once, in
+# config.OPTIMIZERS (which `--help` reads without torch); tests/test_layers.py holds the two equal.
+OPT_FUNCS = {f.__name__.lower(): f for f in (Adam, SGD, RAdam, ranger, Lamb, RMSProp, QHAdam)}

@@ -24,7 +24,7 @@ from .backends import BACKENDS, TRAIN_INSTALL, Backend, OnnxBackend, TorchBacken
 from .errors import ExportError
 from .images import ImageError, ImageInput, center_crop_resize, open_image
 from .labels import breed_is_cat, is_pets_vocab
-from .meta import MIXED_UP, ONNX, WEIGHTS, ModelMeta, read_extras, read_meta, verify
+from .meta import MIXED_UP, ONNX, WEIGHTS, ModelMeta, Rule, read_extras, read_meta, verify
 from .prediction import Prediction, log_softmax, one_blas_thread, softmax
 
 log = logging.getLogger("catdog_fastai")
@@ -56,11 +56,10 @@ class Predictor:
         mean, std = (np.array(v, dtype=np.float32).reshape(1, 3, 1, 1) for v in (meta.mean, meta.std))
         self._scale, self._shift = 1 / (255 * std), -mean / std  # (x / 255 - mean) / std in one multiply-add
         extras = {k: np.asarray(v, dtype=np.float32) for k, v in (extras or {}).items()}
-        self.ood: dict[str, Any] | None = meta.ood
-        self.temperature = float(self.ood["temperature"]) if self.ood else 1.0
+        self.temperature = meta.ood.temperature if meta.ood else 1.0
         self._means = extras.get(verdict.MEANS_KEY)
         self._imagenet = (extras.get(verdict.IMAGENET_WEIGHT), extras.get(verdict.IMAGENET_BIAS))
-        self.rule = _verdict_rule(meta, self._means, self._imagenet)
+        self.rule = _usable_rule(meta.verdict, self._means, self._imagenet)
         pets_breeds = meta.task == "breeds" and is_pets_vocab(self.vocab)
         self._is_cat = np.array([breed_is_cat(v) for v in self.vocab]) if pets_breeds else None
 
@@ -78,7 +77,7 @@ class Predictor:
     @property
     def can_tell_unsure(self) -> bool:
         "False for exports made before the unsure answer: their verdict is known or unknown only."
-        return self.rule is not None and self.rule.get("known_min_prob") is not None
+        return self.rule is not None and self.rule.known_min_prob is not None
 
     @property
     def has_species(self) -> bool:
@@ -98,9 +97,9 @@ class Predictor:
         "Each photo's score for the unknown verdict (higher = less like the classes); None without a gate."
         if self.rule is None:
             return None
-        if self.rule["gate"] == "imagenet":
+        if self.rule.gate == "imagenet":
             return 1 - verdict.pet_probability(pooled, *self._imagenet)
-        if self.rule["gate"] == "energy":  # exports made before 0.5 may have it
+        if self.rule.gate == "energy":  # exports made before 0.5 may have it
             return verdict.energy(logits, self.temperature)
         return verdict.mean_distance(pooled, self._means)
 
@@ -191,19 +190,15 @@ class Predictor:
         return verdict.is_pet_model(self.vocab, self.meta.task)
 
 
-def _verdict_rule(
-    meta: ModelMeta, means: np.ndarray | None, imagenet: tuple[np.ndarray | None, np.ndarray | None]
-) -> dict[str, Any] | None:
-    """model.json's `verdict` entry, or for exports made before it the `ood` entry's threshold (known or unknown
-    only); None, with a warning, where the tensors the gate needs are missing."""
-    rule = verdict.read_rule(meta.verdict, meta.ood)
+def _usable_rule(
+    rule: Rule | None, means: np.ndarray | None, imagenet: tuple[np.ndarray | None, np.ndarray | None]
+) -> Rule | None:
+    """model.json's rule (`meta.Rule`: older exports' upgraded when read); None, with a warning, where the tensors
+    its gate needs are missing from model.safetensors."""
     if rule is None:
         return None
-    needs = {"imagenet": any(t is None for t in imagenet), "features": means is None}.get(rule["gate"], False)
-    if needs:
-        log.warning(
-            "model.json has a %s gate but model.safetensors lacks its tensors: no unknown verdict", rule["gate"]
-        )
+    if {"imagenet": any(t is None for t in imagenet), "features": means is None}.get(rule.gate, False):
+        log.warning("model.json has a %s gate but model.safetensors lacks its tensors: no unknown verdict", rule.gate)
         return None
     return rule
 
@@ -219,7 +214,7 @@ def _onnx_file(folder: Path, meta: ModelMeta) -> Path | None:
     path = folder / ONNX
     if meta.onnx is None or not path.is_file():
         return None
-    return verify(path, meta.onnx.get("sha256"), f"re-run catdog-export {folder} --onnx")
+    return verify(path, meta.onnx.sha256, f"re-run catdog-export {folder} --onnx")
 
 
 def _choose(backend: str, onnx: Path | None, device: str | None) -> str:

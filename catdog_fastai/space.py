@@ -97,7 +97,7 @@ def check_export(model_dir: str | os.PathLike) -> ModelMeta:
             f"{folder} has no {ONNX}, which the Space serves with ONNX Runtime: add it with "
             f"`catdog-export {folder} --onnx` (needs torch), then build the Space again"
         )
-    verify(folder / ONNX, meta.onnx.get("sha256"), f"re-run catdog-export {folder} --onnx")
+    verify(folder / ONNX, meta.onnx.sha256, f"re-run catdog-export {folder} --onnx")
     if not (folder / WEIGHTS).is_file():
         raise ExportError(f"{folder / WEIGHTS} is missing; the export in {folder} is incomplete")
     verify(folder / WEIGHTS, meta.weights_sha256, MIXED_UP)
@@ -235,7 +235,7 @@ def _write(folder: Path, model_dir: Path, meta: ModelMeta, photos: Sequence[Path
     for name in (ONNX, WEIGHTS, META, REPORT):
         if (model_dir / name).is_file():
             shutil.copy2(model_dir / name, folder / name)
-    verify(folder / ONNX, (meta.onnx or {}).get("sha256"), MIXED_UP)  # the copies are what model.json says
+    verify(folder / ONNX, meta.onnx.sha256 if meta.onnx else None, MIXED_UP)  # the copies are what model.json says
     verify(folder / WEIGHTS, meta.weights_sha256, MIXED_UP)
     (folder / PACKAGE.name).mkdir()
     for module in serving_modules():

@@ -31,7 +31,7 @@ from fastai.metrics import accuracy, error_rate
 from fastai.torch_core import set_seed
 
 from . import ood
-from .callbacks import BEST, CHECKPOINT, Checkpointer, FrozenBNStats, LossOnDevice, ResumePoint
+from .callbacks import BEST, CHECKPOINT, Checkpointer, FrozenBNStats, LossOnDevice, ResumePoint, RunState
 from .card import check_card_target, write_card
 from .cli import error
 from .config import TrainConfig, parse_config
@@ -150,7 +150,7 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
     if is_main():
         _check_writable(out)
     # loggers first: a missing package is one line now, not after the data, the weights and the baseline
-    epochs_done = resume.state["done"] if resume else 0
+    epochs_done = resume.state.done if resume else 0
     cbs = [*logger_callbacks(cfg.logger, out, epochs_done=epochs_done, config=cfg.to_dict()), *(cbs or [])]
     if world_size() > 1 and cfg.lr_value() is None:
         raise LaunchError("--lr auto runs lr_find on one process: run it without the launcher, then pass --lr")
@@ -183,13 +183,13 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
 
     # learning rate and schedule
     trains = cfg.epochs + cfg.freeze_epochs > 0  # else: the training-free export, no rate to find
-    lr = resume.state["lr"] if resume else cfg.lr_value() or (find_lr(learn, out) if trains else 0.0)
+    lr = resume.state.lr if resume else cfg.lr_value() or (find_lr(learn, out) if trains else 0.0)
     phases = schedule(cfg, lr)
     state = resume.state if resume else new_state(lr, phases)
     start_phase, start_epoch = resume.start() if resume else (0, 0)
     if resume:
-        phase = state["phases"][min(start_phase, len(phases) - 1)]
-        log.info("resuming at %s epoch %d of %d", phase, start_epoch + 1, state["total"])
+        phase = state.phases[min(start_phase, len(phases) - 1)]
+        log.info("resuming at %s epoch %d of %d", phase, start_epoch + 1, state.total)
 
     # fine_tune, phase by phase, every epoch checkpointed
     on_gpu = [LossOnDevice()] if device.type == "cuda" else []
@@ -210,14 +210,14 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
         return {}
 
     # the epoch to export, the report, the export
-    epoch = export_epoch(state["correct"], cfg.export_epoch)
-    if epoch != state["done"] - 1:
+    epoch = export_epoch(state.correct, cfg.export_epoch)
+    if epoch != state.done - 1:
         log.info("exporting epoch %d: better than the last on the validation set (McNemar p < 0.05)", epoch + 1)
         learn.model.load_state_dict(torch.load(out / BEST, map_location="cpu"))
     if start is not None:
         wise_ft(learn.model, start, cfg.wise)
     # calibration, the "unknown" gate and the known/unsure line (ood.py, verdict.py)
-    fitted = ood.fit(learn, labels_from=found.layout, known_target=cfg.known_precision)
+    fitted = ood.fit(learn, cfg.size, labels_from=found.layout, known_target=cfg.known_precision)
     summary = report(
         learn,
         out,
@@ -227,7 +227,7 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
         labels_from=found.layout,
         trained=trains,
     )
-    summary.update(exported_epoch=epoch + 1, history=state["history"], valid_hits=state["correct"])
+    summary.update(exported_epoch=epoch + 1, history=state.history, valid_hits=state.correct)
     if not phases and isinstance(learn.model[1][-1], CosineClassifier) and own_split(cfg, found):
         imprint_all(learn, feats, found)
         summary["exported_means"] = "all labelled photos (training and validation); figures from the split"
@@ -259,11 +259,9 @@ def where_it_went(cfg: TrainConfig, out: Path, card: Path) -> list[str]:
     return lines
 
 
-def new_state(lr: float, phases: list[Phase]) -> dict[str, Any]:
-    "What a run carries from epoch to epoch (and through a checkpoint): the lr, the log and the validation hits."
-    return dict(
-        lr=lr, phases=[p.name for p in phases], history=[], correct=[], done=0, total=sum(p.epochs for p in phases)
-    )
+def new_state(lr: float, phases: list[Phase]) -> RunState:
+    "A fresh run's state for `phases`: nothing done yet, at learning rate `lr`."
+    return RunState(lr=lr, phases=[p.name for p in phases], total=sum(p.epochs for p in phases))
 
 
 _REPORT_ONLY = (

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from .meta import Rule
+
 KNOWN, UNSURE, UNKNOWN = "known", "unsure", "unknown"
 VERDICTS = (KNOWN, UNSURE, UNKNOWN)
 KEEP = 0.98  # share of validation photos (and their degraded views) the unknown threshold keeps, classes equal
@@ -46,6 +48,7 @@ GATES = {  # when each gate says unknown, in words: the training summary and the
     "features": "the photo's backbone features are farther from every class's mean than the threshold",
     "energy": "the energy score of its outputs is above the threshold",
 }
+GATE_SIZE = 224  # the smallest size the imagenet gate reads a photo at: ImageNet's training size (`gate_size`)
 MEANS_KEY = "ood.class_means"  # the features gate's class means, also in model.safetensors
 DOG_CLASSES = range(151, 269)  # ImageNet-1k: Chihuahua .. Mexican hairless
 CAT_CLASSES = range(281, 286)  # ImageNet-1k: tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -137,6 +140,7 @@ def fit_gate(
     views: Sequence[str],
     keep: float = KEEP,
     known: dict[str, Any] | None = None,  # `fit_known`'s entry; None: the fixed KNOWN_MIN_PROB
+    gate_size: int | None = None,  # the size the gate reads photos at, where not the model's (`gate_size`)
 ) -> dict[str, Any]:
     """model.json's `verdict` entry from the validation photos' unknown-scores (higher = less like the classes), one
     row per photo and view (`views` names them: the photo as it is, and degraded copies), targets repeated.
@@ -156,30 +160,26 @@ def fit_gate(
         views=list(views),
         n_valid=len(g),
         valid_unknown_rate=rate,
+        **({"gate_size": gate_size} if gate_size else {}),
     )
 
 
-def read_rule(entry: dict[str, Any] | None, ood: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """The rule in model.json's `verdict` `entry`; for exports made before it (0.4), a rule from the `ood` entry's
-    threshold that says known or unknown only (no `known_min_prob`); None for exports with neither, which call
-    nothing unknown."""
-    if entry is not None:
-        return entry
-    ood = ood or {}
-    if "threshold" not in ood:
-        return None
-    gate = "energy" if ood.get("score") == "energy" else "features"
-    return dict(gate=gate, threshold=ood["threshold"], keep=ood.get("keep"), known_min_prob=None)
+def gate_size(gate: str, size: int) -> int | None:
+    """The size the `imagenet` gate reads photos at for a model that classifies them at `size` px: `GATE_SIZE` where
+    that is larger, else None (the classifying pass's features serve). ImageNet's classifier was trained at 224 px:
+    read at 128 px, lite0's tells far fewer non-pets from pets (BENCHMARKS.md §2), while the same photo enlarged
+    back to 224 px tells them as well as ever; the enlarged pass costs a second forward pass of the backbone."""
+    return GATE_SIZE if gate == "imagenet" and size < GATE_SIZE else None
 
 
-def decide(top_prob: float, unknown_score: float | None, rule: dict[str, Any] | None) -> str:
+def decide(top_prob: float, unknown_score: float | None, rule: Rule | None) -> str:
     """known, unsure or unknown for one photo: its top class's calibrated probability and its unknown-score
     against the export's `verdict` entry (`rule`). With no score (an export without a gate) nothing is unknown."""
     if rule is None or unknown_score is None:
         return KNOWN
-    if unknown_score > rule["threshold"]:
+    if unknown_score > rule.threshold:
         return UNKNOWN
-    least = rule.get("known_min_prob")  # None: an export from before the unsure answer, which cannot tell it
+    least = rule.known_min_prob  # None: an export from before the unsure answer, which cannot tell it
     return KNOWN if least is None or top_prob >= least else UNSURE
 
 

@@ -72,6 +72,7 @@ META = dict(
         threshold=0.8765,
         keep=0.98,
         known_min_prob=0.5,
+        views=["as it is", "a third of the resolution", "grayscale"],
         n_valid=453,
         rates=dict(unknown_non_pets=1.0, unknown_pets=0.041),
     ),
@@ -234,8 +235,6 @@ def test_export_from_before_the_verdict_entry_describes_its_ood_threshold():
     "extra, says",
     [
         ({}, "`known_min_prob` 0.50: fixed at 0.5 (older export)."),
-        ({"known_fitted": False}, "`known_min_prob` 0.50: fixed at 0.5."),
-        ({"known_fitted": True}, "`known_min_prob` 0.50: fitted on the validation photos."),
         (
             {"known_min_prob": 0.62, "known_target": 0.95},  # as verdict.fit_known writes it
             "when no class reaches 62% of the calibrated probability, it says it is unsure and names the closest "

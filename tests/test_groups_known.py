@@ -117,7 +117,7 @@ def test_training_free_export_puts_every_labelled_photo_in_the_class_means(pets_
     every = class_means(feats, torch.cat([y, y]), len(meta.vocab))
     cos = torch.nn.functional.cosine_similarity(head.weight.detach().float(), every, dim=1)
     assert torch.allclose(cos, torch.ones_like(cos), atol=1e-4)  # each row: the mean of all of its class's photos
-    assert meta.verdict["known_target"] == 0.97 and meta.verdict["known_min_prob"] >= verdict.KNOWN_MIN_PROB
+    assert meta.verdict.known_target == 0.97 and meta.verdict.known_min_prob >= verdict.KNOWN_MIN_PROB
 
 
 def test_a_split_the_data_brings_stays_out_of_the_class_means(tmp_path):

@@ -33,8 +33,8 @@ def both(breeds_model):
 def test_the_export_writes_a_recorded_onnx_graph(breeds_model):
     meta = read_meta(breeds_model)
     assert (breeds_model / ONNX).is_file() and meta.onnx is not None
-    assert meta.onnx["outputs"] == ["logits", "pooled"] and meta.onnx["opset"] >= 17 and meta.onnx["dynamic_batch"]
-    assert meta.onnx["max_abs_diff"] < 1e-4 and len(meta.onnx["sha256"]) == 64
+    assert meta.onnx.outputs == ["logits", "pooled"] and meta.onnx.opset >= 17 and meta.onnx.dynamic_batch
+    assert meta.onnx.max_abs_diff < 1e-4 and len(meta.onnx.sha256) == 64
     assert load_predictor(breeds_model).backend.name == "onnxruntime"  # auto picks it
 
 

@@ -4,6 +4,7 @@ The session model is tiny and untrained, so it cannot tell a rocket from a beagl
 benchmarks/ood.py measures the real rates on a trained model.
 """
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -107,19 +108,19 @@ def test_threshold_flags_about_the_stated_share_of_validation_photos(breeds_mode
     found = find_data(PETS, "breeds", cfg.split)
     _, valid = split_indices(found.items, found.labels, PETS, split=cfg.split, valid_pct=cfg.valid_pct, seed=cfg.seed)
     pred = load_predictor(breeds_model)
-    assert len(valid) == pred.ood["n_valid"] and 3 * len(valid) == pred.rule["n_valid"]
+    assert len(valid) == pred.meta.ood.n_valid and 3 * len(valid) == pred.rule.n_valid
     flagged = [r.unknown for r in pred.predict_batch([found.items[i] for i in valid])]
-    assert sum(flagged) <= round(len(valid) * (1 - pred.rule["keep"])) + 2
+    assert sum(flagged) <= round(len(valid) * (1 - pred.rule.keep)) + 2
 
 
 def test_verdict_follows_the_threshold(breeds_model):
     pred = load_predictor(breeds_model)
     photo = NOT_PETS / "rocket.jpg"
     score = pred.predict(photo).ood_score
-    pred.rule = {**pred.rule, "threshold": score - 1e-6}
+    pred.rule = dataclasses.replace(pred.rule, threshold=score - 1e-6)
     r = pred.predict(photo)
     assert r.unknown is True and r.verdict == "unknown"
-    pred.rule = {**pred.rule, "threshold": score + 1e-6}
+    pred.rule = dataclasses.replace(pred.rule, threshold=score + 1e-6)
     r = pred.predict(photo)
     assert r.unknown is False and r.verdict in ("known", "unsure")
 
@@ -137,7 +138,7 @@ def old_export(breeds_model, tmp_path):
     out = tmp_path / "old"
     shutil.copytree(breeds_model, out)
     meta = json.loads((out / "model.json").read_text())
-    del meta["ood"], meta["verdict"]
+    del meta["ood"], meta["verdict"], meta["metrics"]["calibration"]  # no calibration anywhere, as before 0.4
     sd = {k: v for k, v in load_file(str(out / "model.safetensors")).items() if not k.startswith("ood.")}
     save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
     meta.pop("weights_sha256")

@@ -34,7 +34,7 @@ def test_real_weights_fine_tune_far_above_chance(shared, tmp_path):
     pred = load_predictor(tmp_path)
     assert pred.predict(shared / "data/pets-dev/images/Abyssinian_5.jpg")[0][0] in pred.vocab  # the RGBA PNG quirk
     # the three answers with the real backbone: ImageNet's own classifier decides "is it a cat or a dog at all"
-    assert pred.rule["gate"] == "imagenet" and summary["baseline_balanced_accuracy"] > 0.5
+    assert pred.rule.gate == "imagenet" and summary["baseline_balanced_accuracy"] > 0.5
     repo = Path(__file__).parent.parent
     pets = pred.predict_batch(sorted((repo / "examples").glob("*.jpg")), calibrated=True)
     assert all(r.verdict != "unknown" for r in pets), [pred.describe(r) for r in pets]

@@ -448,9 +448,11 @@ def test_model_json_is_one_typed_record_and_old_ones_read():
     "`ModelMeta` round-trips through JSON; a stored 0.4.1 model.json reads with defaults for the newer fields."
     old = json.loads((Path(__file__).parent / "data" / "export-0.4.1" / META).read_text())
     meta = ModelMeta.from_json(old)
-    assert meta.head == "fastai" and meta.verdict is None and meta.onnx is None and meta.ood["threshold"] > 0
+    assert meta.head == "fastai" and meta.onnx is None and meta.ood.temperature == old["ood"]["temperature"]
+    assert meta.verdict.threshold == old["ood"]["threshold"] and meta.verdict.known_min_prob is None  # upgraded
     assert meta.metrics["calibration"]["score"] == "mean_distance" and meta.n_classes == 37
     assert ModelMeta.from_json(meta.to_json()) == meta
+    assert meta.to_json()["ood"] == old["ood"]  # keys this version does not type are written back as they were
     assert "onnx" not in meta.to_json() and meta.to_json()["format_version"] == 1
     with pytest.raises(ExportError, match="export format 2"):
         ModelMeta.from_json({**old, "format_version": 2})

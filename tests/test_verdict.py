@@ -1,6 +1,7 @@
 """The three answers (known, unsure, unknown): the rule on hand-made scores, the sentence, the gate's arithmetic,
 exports made before the rule, and odd photos."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -12,9 +13,10 @@ from conftest import PETS
 from PIL import Image
 
 from catdog_fastai import load_predictor, verdict
+from catdog_fastai.meta import Rule
 from catdog_fastai.predict import Prediction
 
-RULE = dict(gate="features", threshold=0.5, known_min_prob=0.5)
+RULE = Rule(gate="features", threshold=0.5, known_min_prob=0.5)
 
 
 @pytest.mark.parametrize(
@@ -33,7 +35,7 @@ def test_decide_on_hand_made_scores(top, score, expected):
 
 def test_decide_without_a_rule_or_without_the_unsure_bar():
     assert verdict.decide(0.1, 0.9, None) == "known"  # no gate at all: every photo is one of the classes
-    old = dict(RULE, known_min_prob=None)  # an export from before the unsure answer
+    old = dataclasses.replace(RULE, known_min_prob=None)  # an export from before the unsure answer
     assert verdict.decide(0.1, 0.1, old) == "known" and verdict.decide(0.9, 0.9, old) == "unknown"
 
 
@@ -91,7 +93,7 @@ def test_export_carries_the_rule_and_its_tensors(breeds_model):
     assert rule["known_min_prob"] == verdict.KNOWN_MIN_PROB and rule["keep"] == verdict.KEEP
     assert rule["n_valid"] == 3 * meta["metrics"]["n_valid"]  # each photo, at low resolution and in grayscale
     pred = load_predictor(breeds_model)
-    assert pred.can_tell_unsure and pred.rule == rule
+    assert pred.can_tell_unsure and pred.rule == Rule.from_json(rule) and pred.rule.to_json() == rule
 
 
 def _old_export(breeds_model, tmp_path, drop):
@@ -108,12 +110,13 @@ def test_a_stored_0_4_export_loads_and_says_known_or_unknown():
     "A real 0.4.1 export (fastai head, an `ood` threshold, no `verdict` entry) still loads and predicts."
     old = Path(__file__).parent / "data" / "export-0.4.1"  # made by catdog_fastai 0.4.1 from the fixture photos
     pred = load_predictor(old)
-    assert pred.meta.versions["catdog_fastai"] == "0.4.1" and pred.meta.verdict is None
-    assert pred.meta.head == "fastai" and pred.meta.onnx is None  # fields added since then take their defaults
-    assert not pred.can_tell_unsure and pred.rule["gate"] == "features"
+    assert pred.meta.versions["catdog_fastai"] == "0.4.1" and pred.meta.onnx is None
+    assert pred.meta.head == "fastai"  # fields added since then take their defaults
+    assert pred.meta.verdict == Rule(gate="features", threshold=pred.meta.ood.extra["threshold"], keep=0.97)
+    assert not pred.can_tell_unsure and pred.rule is pred.meta.verdict  # its `ood` threshold, upgraded on reading
     rs = pred.predict_batch(sorted(PETS.glob("*.jpg"))[:12], calibrated=True)
     assert {r.verdict for r in rs} <= {"known", "unknown"}
-    assert all(r.unknown == (r.ood_score > pred.ood["threshold"]) for r in rs)  # its own threshold still decides
+    assert all(r.unknown == (r.ood_score > pred.rule.threshold) for r in rs)  # its own threshold still decides
     assert all(pred.describe(r).startswith(("Cat (", "Dog (", "This doesn't look like a cat or a dog")) for r in rs)
 
 
