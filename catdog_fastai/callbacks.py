@@ -25,11 +25,10 @@ from fastai.learner import AvgSmoothLoss, Learner
 from .config import TrainConfig
 from .distributed import base_dl, is_main, unwrap, world_size
 from .errors import ResumeError
-from .files import atomic_write
+from .files import BEST, CHECKPOINT, HISTORY, atomic_write
 from .metrics import best_epoch
 
 log = logging.getLogger("catdog_fastai")
-CHECKPOINT, BEST, HISTORY = "checkpoint.pth", "best.pth", "history.csv"
 
 
 class DeviceSmoothLoss(AvgSmoothLoss):

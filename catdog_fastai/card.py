@@ -23,12 +23,11 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from . import card_text as text
 from .card_facts import Facts, read_facts
 from .errors import CatdogError
-from .files import atomic_write
+from .files import CARD, REPORT, atomic_write
 from .meta import ONNX, ModelMeta, read_meta
 
 log = logging.getLogger("catdog_fastai")
 
-CARD, REPORT = "README.md", "report.json"
 LICENSE = "apache-2.0"  # the project's own licence; the Oxford-IIIT Pet photos are CC BY-SA 4.0
 MARKER = "<!-- model card written by catdog_fastai.card; regenerated on every export -->"  # ours to overwrite
 PETS_DATASET = "timm/oxford-iiit-pet"  # the Hub's Oxford-IIIT Pet (its train and test splits are the official lists)

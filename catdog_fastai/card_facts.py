@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import meta as meta_
-from .labels import TASKS
+from .labels import TASKS, is_pet_model
 from .meta import ONNX, PKL, ModelMeta
-from .verdict import is_pet_model, unknown_text
+from .verdict import unknown_text
 
 
 def number(v: Any) -> float | None:

@@ -32,6 +32,7 @@ from .duplicates import THRESHOLD
 from .errors import CatdogError, DataError
 from .files import atomic_write, write_json
 from .images import IMAGE_EXTS, MIN_SIDE, check_image_file, open_image
+from .labels import is_pet_model, model_task
 
 
 @dataclass
@@ -109,7 +110,8 @@ def check(cfg: CleanConfig, model: Any = None) -> tuple[list[clean_find.Finding]
     dups, groups = clean_find.duplicate_findings(paths, feats, labels, found.is_valid, cfg.threshold, thumbs)
     probs, sims = clean_find.label_probs(feats, targets, len(vocab), groups)
     findings += dups + clean_find.label_findings(paths, probs, targets, vocab)
-    findings += clean_find.stranger_findings(paths, labels, _pet_probability(model, feats, found, vocab), sims, vocab)
+    pets = _pet_probability(model, feats, model_task(cfg.task, found.layout), vocab)
+    findings += clean_find.stranger_findings(paths, labels, pets, sims, vocab)
     findings = clean_find.rank(findings)
     leaked = len({f["group"] for f in dups if f["leak"]})
     info = dict(data=str(data.resolve()), folder=str(found.folder.resolve()), layout=found.layout, task=cfg.task,
@@ -154,13 +156,12 @@ def _sizes_and_thumbprints(items: list[Path], paths: list[str], tiny: int) -> tu
     return out, np.array(thumbs)
 
 
-def _pet_probability(model: Any, feats: np.ndarray, found: Any, vocab: list[str]) -> np.ndarray | None:
+def _pet_probability(model: Any, feats: np.ndarray, task: str, vocab: list[str]) -> np.ndarray | None:
     "ImageNet's probability of 'a cat or a dog' per photo, where the verdict's `imagenet` gate applies, else None."
     from . import verdict
 
     clf = model[0].source_classifier
-    task = "breeds" if found.layout == "pets" else None
-    if clf is None or not verdict.is_pet_model(vocab, task):
+    if clf is None or not is_pet_model(vocab, task):
         return None
     return verdict.pet_probability(feats, *(t.float().cpu().numpy() for t in clf))
 

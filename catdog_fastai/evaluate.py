@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .files import atomic_write, write_json
-from .labels import TASKS, is_pets_name, is_pets_vocab
+from .files import CONFUSION, REPORT, TOP_LOSSES, atomic_write, write_json
+from .labels import TASKS, has_species, is_pets_name
 from .metrics import FEW_VALID, few_photo_classes, label_scores, scores
 from .verdict import GATES
 
@@ -35,7 +35,7 @@ def report(
     calibration: dict[str, Any] | None = None,
     baseline: dict[str, Any] | None = None,
     verdict: dict[str, Any] | None = None,
-    labels_from: str = "pets",
+    task: str | None = None,
     trained: bool = True,
 ) -> dict[str, Any]:
     """Evaluate `learn` on its validation set; write report.json and the two PNGs to `out`; print a summary.
@@ -44,7 +44,7 @@ def report(
     `verdict`: the export's `verdict` entry (`ood.fit`), summarised in one line.
     `baseline`: the training-free nearest-class-mean classifier's `label_scores` on the same validation photos
     (`train.start_from_pretrained`), set beside the fine-tuned figures.
-    `labels_from`: where the labels came from (`sources.LAYOUTS`); cat/dog figures only for Pets names.
+    `task`: model.json's (`labels.model_task`); cat/dog figures for Pets breed models (`labels.has_species`).
     `trained`: False for the training-free export (`--epochs 0 --freeze-epochs 0`), which is the baseline itself.
     """
     import matplotlib
@@ -70,8 +70,7 @@ def report(
         n_classes=len(vocab),
     )
     files = [Path(f) for f in interp.dl.items]
-    pets = labels_from == "pets"  # labels from Pets names, not a user's folders
-    if pets and is_pets_vocab(vocab) and all(is_pets_name(f) for f in files):  # a breed implies cat or dog
+    if has_species(vocab, task) and all(is_pets_name(f) for f in files):  # each photo's species from its name
         cd = scores(files, predicted, "breeds")
         summary.update(
             valid_catdog_accuracy=cd["catdog_accuracy"], valid_catdog_balanced_accuracy=cd["catdog_balanced_accuracy"]
@@ -91,14 +90,14 @@ def report(
         n_valid_per_class=s["n_per_class"],
     )
     interp.plot_confusion_matrix(figsize=(12, 12) if len(vocab) > 10 else (4, 4), dpi=100, normalize=False)
-    _save_fig(plt.gcf(), out / "confusion_matrix.png")
+    _save_fig(plt.gcf(), out / CONFUSION)
     plt.close("all")
     k = min(top_k, n)
     rows = int(k**0.5) or 1
     interp.plot_top_losses(k, nrows=rows, figsize=(5 * -(-k // rows), 5 * rows))
-    _save_fig(plt.gcf(), out / "top_losses.png")
+    _save_fig(plt.gcf(), out / TOP_LOSSES)
     plt.close("all")
-    write_json(out / "report.json", summary)
+    write_json(out / REPORT, summary)
     log.info("\n".join(_summary_lines(summary, interp.most_confused(min_val=1)[:5], out)))
     return summary
 
@@ -144,7 +143,7 @@ def _summary_lines(summary: dict[str, Any], most: list, out: Path) -> list[str]:
         lines.append(
             "most confused (actual -> predicted, count): " + "; ".join(f"{a} -> {p} ({c})" for a, p, c in most)
         )
-    lines.append(f"report: {out / 'report.json'}, {out / 'confusion_matrix.png'}, {out / 'top_losses.png'}")
+    lines.append(f"report: {out / REPORT}, {out / CONFUSION}, {out / TOP_LOSSES}")
     return lines
 
 

@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from .backends import load_safe
 from .files import atomic_write
+from .labels import model_task
 from .meta import ONNX, PKL, WEIGHTS, Calibration, ModelMeta, Rule, stamped, write_meta
 from .onnx_export import write_onnx
 
@@ -49,7 +50,7 @@ def export_meta(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any], layou
     return ModelMeta(
         arch=cfg.arch,
         head=cfg.head,
-        task=cfg.task if layout == "pets" else layout,  # "folders"/"csv": labels from the user's own layout
+        task=model_task(cfg.task, layout),
         vocab=[str(v) for v in learn.dls.vocab],
         size=cfg.size,
         mean=list(mean),

@@ -14,6 +14,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# The files of an export folder (`catdog-train --out`), each named here once. Serving reads the first four; the rest
+# are the run's record (report, history, checkpoints, plots) and the model card.
+WEIGHTS, META, PKL, ONNX = "model.safetensors", "model.json", "model.pkl", "model.onnx"
+REPORT, CARD, CONFIG = "report.json", "README.md", "train_config.json"
+HISTORY, CHECKPOINT, BEST = "history.csv", "checkpoint.pth", "best.pth"
+CONFUSION, TOP_LOSSES, LR_FIND = "confusion_matrix.png", "top_losses.png", "lr_find.png"
+EXPORT_FILES = (
+    WEIGHTS,
+    META,
+    PKL,
+    ONNX,
+    REPORT,
+    CARD,
+    CONFIG,
+    HISTORY,
+    CHECKPOINT,
+    BEST,
+    CONFUSION,
+    TOP_LOSSES,
+    LR_FIND,
+)
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     "Call `write(tmp_path)`, fsync, then rename onto `path`; on any failure remove the temp file and re-raise."

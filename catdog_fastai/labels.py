@@ -55,6 +55,24 @@ def is_pets_vocab(vocab: Sequence[str]) -> bool:
     return bool(vocab) and "cat" not in vocab and all(is_pets_name(f"{v}_1") for v in vocab)
 
 
+def model_task(task: str, layout: str) -> str:
+    """model.json's `task`: the Pets task (`catdog`, `breeds`) where the labels come from Pets file names, else the
+    layout the user's labels came from (`folders`, `csv`: `sources.LAYOUTS`)."""
+    return task if layout == "pets" else layout
+
+
+def is_pet_model(vocab: Sequence[str], task: str | None) -> bool:
+    """Models of cats and dogs, whose unknown answer is "not a cat or a dog": Pets tasks (labels from Pets file
+    names: catdog, breeds), and any model whose classes are exactly cat and dog."""
+    return task in TASKS or list(vocab) == ["cat", "dog"]
+
+
+def has_species(vocab: Sequence[str], task: str | None) -> bool:
+    """Pets breed models, whose every class is a Pets breed and so implies cat or dog: they answer the species
+    first (its breeds' probabilities added up) and report cat/dog figures."""
+    return task == "breeds" and is_pets_vocab(vocab)
+
+
 def label_func(task: str):
     "The labelling function for a task name (`catdog` or `breeds`)."
     funcs = {"catdog": cat_or_dog, "breeds": breed}

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ExportError
-from .files import sha256, write_json
+from .files import META, ONNX, PKL, WEIGHTS, sha256, write_json
 
 FORMAT_VERSION = 1  # bump when a field's meaning changes; loaders refuse other versions
-WEIGHTS, META, PKL, ONNX = "model.safetensors", "model.json", "model.pkl", "model.onnx"
+__all__ = ["META", "ONNX", "PKL", "WEIGHTS", "ModelMeta", "read_meta", "write_meta"]  # the names, from files.py
 REQUIRED = ("arch", "vocab", "size", "mean", "std")
 HEADS = ("cosine", "fastai")  # the heads `head` can name (`model.create_head` builds each)
 MIXED_UP = "the pair was mixed up or a write was interrupted; re-export"  # what to do about a checksum mismatch
@@ -125,7 +125,7 @@ class Rule(Entry):
 class OnnxGraph(Entry):
     "model.json's `onnx` entry (`onnx_export.write_onnx`): the graph beside the weights, and how it was made."
 
-    file: str = "model.onnx"
+    file: str = ONNX
     sha256: str | None = None
     opset: int | None = None
     exporter: str | None = None

@@ -1,8 +1,4 @@
-"""`model.onnx`: the exported network as an ONNX graph, for `load_predictor(backend="onnxruntime")`; and the
-`catdog-export` command.
-
-    catdog-export models --onnx              (adds model.onnx to an export made without it, or by an older version)
-    catdog-export models --space space/      (a Hugging Face Space folder that serves it without torch: space.py)
+"""`model.onnx`: the exported network as an ONNX graph, for `load_predictor(backend="onnxruntime")`.
 
 The graph takes the normalised image batch ("image", float32, N x 3 x size x size, N dynamic) and returns the
 logits and the pooled features ("logits", "pooled"): the verdict's gate reads the pooled features, so a
@@ -11,30 +7,26 @@ TorchScript-based exporter (seconds on a CPU, and no extra packages), checked ag
 onnxruntime is installed, and recorded in model.json's `onnx` entry (opset, exporter versions, checksum). An
 architecture the exporter cannot trace leaves the rest of the export as it is, with a one-line warning.
 
-torch is imported only to trace: `catdog-export --space` runs in a serving install (no torch), and `--onnx` without
-torch says in one line what to install.
+`write_onnx` is what `export.py` calls when catdog-train writes an export; `add_onnx` adds the graph to an
+existing export, for `catdog-export DIR --onnx` (the command is `export_cli.py`). torch is imported only to trace.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import logging
-import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .backends import OUTPUTS, OnnxBackend, available, forward, load_safe, needs_training_stack
+from .backends import OUTPUTS, OnnxBackend, available, forward, load_safe
 from .card import CARD, write_card
-from .cli import error
-from .errors import CatdogError, ExportError
+from .errors import ExportError
 from .files import atomic_write, sha256
 from .meta import ONNX, ModelMeta, OnnxGraph, versions, write_meta
-from .space import build_space, publish_hint, push
 
 if TYPE_CHECKING:
     import torch
@@ -135,53 +127,3 @@ def add_onnx(folder: str | Path) -> ModelMeta:
     if (folder / CARD).is_file():
         write_card(folder)  # the card lists the export's files: now with model.onnx
     return meta
-
-
-def main(argv: list[str] | None = None) -> int:
-    "`catdog-export DIR --onnx` and/or `catdog-export DIR --space OUT` (`--onnx` first when both are given)."
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
-    ap = argparse.ArgumentParser(
-        description="Add formats to an existing export folder (made by catdog-train), or turn it into a Hugging Face "
-        "Space folder that serves it with ONNX Runtime, without torch."
-    )
-    ap.add_argument("model", help="export folder (model.safetensors + model.json)")
-    ap.add_argument("--onnx", action="store_true", help="write model.onnx for ONNX Runtime and record it in model.json")
-    space = ap.add_argument_group("Hugging Face Space (see docs/space.md)")
-    space.add_argument("--space", metavar="OUT", help="write a Gradio Space folder for this export to OUT")
-    space.add_argument("--examples", nargs="+", default=[], metavar="PHOTO", help="up to 6 example photos for the page")
-    space.add_argument("--title", help="the Space's title (default: the model card's)")
-    space.add_argument("--emoji", default="🐾", help="the Space's emoji")
-    space.add_argument("--force", action="store_true", help="replace OUT even if it holds other files (keeps .git)")
-    space.add_argument("--push", metavar="USER/NAME", help="also upload OUT to this Space through huggingface_hub")
-    args = ap.parse_args(argv)
-    if not (args.onnx or args.space):
-        ap.error("say what to add: --onnx, or --space OUT")
-    if not args.space and (args.examples or args.force or args.push or args.title):
-        ap.error("--examples, --title, --force and --push go with --space OUT")
-    try:
-        if args.onnx:
-            problem = needs_training_stack("catdog-export --onnx", ("torch", "timm", "onnx"))
-            if problem:
-                print(problem, file=sys.stderr)
-                return 2
-            meta = add_onnx(args.model)
-            graph = meta.onnx or OnnxGraph()
-            print(f"{Path(args.model) / ONNX}: opset {graph.opset}, largest gap to torch {graph.max_abs_diff}")
-            if not args.space:
-                print(f"serve it without torch: load_predictor({args.model!r}, backend='onnxruntime')")
-        if args.space:
-            out = build_space(
-                args.model, args.space, examples=args.examples, title=args.title, emoji=args.emoji, force=args.force
-            )
-            print(f"{out}: a Gradio Space serving {args.model} with ONNX Runtime (no torch)")
-            if args.push:
-                print(f"pushed: {push(out, args.push)}")
-            else:
-                print(publish_hint(out))
-    except CatdogError as e:
-        return error("catdog-export", e)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

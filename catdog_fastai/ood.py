@@ -22,6 +22,7 @@ from torch import nn
 
 from . import verdict
 from .backends import forward  # (logits, pooled) in one pass: serving's, so training scores what serving runs
+from .labels import is_pet_model
 from .model import gather
 from .prototypes import class_means
 
@@ -110,14 +111,14 @@ def fit(
     learn: Any,
     size: int,
     keep: float = verdict.KEEP,
-    labels_from: str = "pets",
+    task: str | None = None,
     known_target: float = verdict.KNOWN_TARGET,
 ) -> Fitted:
     """Calibration and the verdict's gate for a fastai `Learner` at export time, from its validation photos and their
     `hard_views`. Cat/dog and Pets breed models whose backbone kept its ImageNet-1k classifier get the `imagenet`
     gate; every other model the `features` gate, whose class means come from its training photos seen the way
     validation photos are (centre crop, no augmentation). `size`: the validation photos' size; the `imagenet` gate
-    reads them at `verdict.gate_size`. `labels_from`: the data's layout (`sources.LAYOUTS`). See `verdict.py`. The
+    reads them at `verdict.gate_size`. `task`: model.json's (`labels.model_task`). See `verdict.py`. The
     known/unsure line is fitted on the same rows' calibrated probabilities to reach `known_target`
     (`verdict.fit_known`)."""
     from .model import norm_stats
@@ -133,8 +134,8 @@ def fit(
                 yield v, y
 
     clf = model[0].source_classifier
-    task = "breeds" if labels_from == "pets" else None  # Pets names: cat and dog breeds
-    gate = "imagenet" if clf is not None and verdict.is_pet_model([str(v) for v in dls.vocab], task) else "features"
+    pets = is_pet_model([str(v) for v in dls.vocab], task)
+    gate = "imagenet" if clf is not None and pets else "features"
     model[0].gate_size = verdict.gate_size(gate, size)  # the export's forward pass (and model.onnx) reads it too
     all_logits, pooled, view_targets = collect(model, views())
     as_is = torch.cat(view_of_row) == 0

@@ -23,8 +23,8 @@ from . import verdict
 from .backends import BACKENDS, TRAIN_INSTALL, Backend, OnnxBackend, TorchBackend, available, missing
 from .errors import ExportError
 from .images import ImageError, ImageInput, center_crop_resize, open_image
-from .labels import breed_is_cat, is_pets_vocab
-from .meta import MIXED_UP, ONNX, WEIGHTS, ModelMeta, Rule, read_extras, read_meta, verify
+from .labels import breed_is_cat, has_species, is_pet_model
+from .meta import META, MIXED_UP, ONNX, WEIGHTS, ModelMeta, Rule, read_extras, read_meta, verify
 from .prediction import Prediction, log_softmax, one_blas_thread, softmax
 
 log = logging.getLogger("catdog_fastai")
@@ -60,8 +60,7 @@ class Predictor:
         self._means = extras.get(verdict.MEANS_KEY)
         self._imagenet = (extras.get(verdict.IMAGENET_WEIGHT), extras.get(verdict.IMAGENET_BIAS))
         self.rule = _usable_rule(meta.verdict, self._means, self._imagenet)
-        pets_breeds = meta.task == "breeds" and is_pets_vocab(self.vocab)
-        self._is_cat = np.array([breed_is_cat(v) for v in self.vocab]) if pets_breeds else None
+        self._is_cat = np.array([breed_is_cat(v) for v in self.vocab]) if has_species(self.vocab, meta.task) else None
 
     def __repr__(self) -> str:
         m = self.meta
@@ -187,7 +186,7 @@ class Predictor:
     @property
     def is_pet_model(self) -> bool:
         'Cat/dog and Pets breed models, whose unknown answer is "not a cat or a dog".'
-        return verdict.is_pet_model(self.vocab, self.meta.task)
+        return is_pet_model(self.vocab, self.meta.task)
 
 
 def _usable_rule(
@@ -258,7 +257,7 @@ def _from_pickle(path: Path, device: str | None, tta: bool, threads: int | None 
     device = _torch_device(device)
     _torch_threads(threads)
     learn = load_learner(path, cpu=device == "cpu")
-    if (path.parent / "model.json").is_file():
+    if (path.parent / META).is_file():
         meta = read_meta(path.parent)
     elif isinstance(getattr(learn, "catdog_meta", None), dict):  # exports before 0.6 carried it inside the pickle
         meta = ModelMeta.from_json(learn.catdog_meta, str(path))

@@ -33,8 +33,9 @@ from importlib import metadata
 from pathlib import Path
 
 from . import __version__
-from .card import CARD, folder_card
+from .card import folder_card
 from .errors import CatdogError, ExportError
+from .files import CARD, REPORT
 from .images import ImageError, open_image
 from .meta import META, MIXED_UP, ONNX, WEIGHTS, ModelMeta, read_meta, verify
 
@@ -42,7 +43,6 @@ PACKAGE = Path(__file__).resolve().parent
 SERVING = ("gradio", "onnxruntime", "numpy", "pillow", "safetensors", "threadpoolctl", "huggingface_hub")  # = pyproject
 ENTRY = ("__init__", "app")  # the modules the Space's app.py imports; what they import is followed from here
 MAX_EXAMPLES = 6
-REPORT = "report.json"
 LICENCE_FILES = ("ATTRIBUTION*", "LICENSE*", "LICENCE*", "COPYING*")  # beside the example photos
 LFS = ("*.onnx", "*.safetensors", "*.jpg", "*.jpeg", "*.png", "*.webp", "*.gif", "*.bmp", "*.tif", "*.tiff")
 
@@ -243,7 +243,7 @@ def _write(folder: Path, model_dir: Path, meta: ModelMeta, photos: Sequence[Path
     notes = _copy_examples(photos, folder / "examples") if photos else ""
     names = [p.name for p in photos]
     title = space_title(model_dir, title)
-    (folder / "README.md").write_text(readme(model_dir, meta, title, emoji, names, notes), encoding="utf-8")
+    (folder / CARD).write_text(readme(model_dir, meta, title, emoji, names, notes), encoding="utf-8")
     listed = "[" + "".join(f"\n    {json.dumps(n)}," for n in names) + ("\n]" if names else "]")  # as ruff lays it out
     (folder / "app.py").write_text(APP.format(title=title, version=__version__, examples=listed), encoding="utf-8")
     (folder / "requirements.txt").write_text(requirements())

@@ -31,7 +31,7 @@ from fastai.metrics import accuracy, error_rate
 from fastai.torch_core import set_seed
 
 from . import ood
-from .callbacks import BEST, CHECKPOINT, Checkpointer, FrozenBNStats, LossOnDevice, ResumePoint, RunState
+from .callbacks import Checkpointer, FrozenBNStats, LossOnDevice, ResumePoint, RunState
 from .card import check_card_target, write_card
 from .cli import error
 from .config import TrainConfig, parse_config
@@ -40,10 +40,10 @@ from .distributed import LaunchError, distrib, finish, is_main, per_rank_bs, wor
 from .errors import CatdogError, OutputError
 from .evaluate import report
 from .export import export
-from .files import atomic_write, write_json
+from .files import BEST, CHECKPOINT, CONFIG, LR_FIND, ONNX, atomic_write, write_json
+from .labels import model_task
 from .loggers import logger_callbacks
 from .losses import sampled_counts, training_loss
-from .meta import ONNX
 from .metrics import BalancedAccuracy, export_epoch
 from .model import CosineClassifier, build_model, norm_stats, splitter, wise_ft
 from .optim import OPT_FUNCS
@@ -134,9 +134,9 @@ def find_lr(learn: Learner, out: Path) -> float:
     import matplotlib.pyplot as plt
 
     res = learn.lr_find(show_plot=True)
-    atomic_write(out / "lr_find.png", lambda p: plt.gcf().savefig(p, format="png", dpi=100, bbox_inches="tight"))
+    atomic_write(out / LR_FIND, lambda p: plt.gcf().savefig(p, format="png", dpi=100, bbox_inches="tight"))
     plt.close("all")
-    log.info("lr_find suggests lr = %.2e (plot: %s)", res.valley, out / "lr_find.png")
+    log.info("lr_find suggests lr = %.2e (plot: %s)", res.valley, out / LR_FIND)
     return float(res.valley)
 
 
@@ -217,14 +217,15 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
     if start is not None:
         wise_ft(learn.model, start, cfg.wise)
     # calibration, the "unknown" gate and the known/unsure line (ood.py, verdict.py)
-    fitted = ood.fit(learn, cfg.size, labels_from=found.layout, known_target=cfg.known_precision)
+    task = model_task(cfg.task, found.layout)
+    fitted = ood.fit(learn, cfg.size, task=task, known_target=cfg.known_precision)
     summary = report(
         learn,
         out,
         calibration=fitted.ood,
         baseline=baseline,
         verdict=fitted.verdict,
-        labels_from=found.layout,
+        task=task,
         trained=trains,
     )
     summary.update(exported_epoch=epoch + 1, history=state.history, valid_hits=state.correct)
@@ -235,7 +236,7 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
             "export: class means of all %d labelled photos; the figures above come from the split", len(feats) // 2
         )
     export(learn, cfg, {k: v for k, v in summary.items() if k not in _REPORT_ONLY}, fitted, found.layout)
-    write_json(out / "train_config.json", cfg.to_dict())
+    write_json(out / CONFIG, cfg.to_dict())
     card = write_card(out)
     for f in (CHECKPOINT, BEST):
         (out / f).unlink(missing_ok=True)

@@ -55,12 +55,6 @@ CAT_CLASSES = range(281, 286)  # ImageNet-1k: tabby, tiger cat, Persian, Siamese
 PET_CLASSES = np.array([*DOG_CLASSES, *CAT_CLASSES])
 
 
-def is_pet_model(vocab: Sequence[str], task: str | None) -> bool:
-    """Models of cats and dogs, whose unknown answer is "not a cat or a dog": Pets tasks (labels from Pets file
-    names: catdog, breeds), and any model whose classes are exactly cat and dog."""
-    return task in ("catdog", "breeds") or list(vocab) == ["cat", "dog"]
-
-
 def pet_probability(pooled: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """The probability ImageNet's classifier gives to "a dog or a domestic cat" for each row of pooled features.
 

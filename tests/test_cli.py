@@ -17,6 +17,7 @@ from catdog_fastai.app import AppOptions
 from catdog_fastai.config import TrainConfig, parse_config
 from catdog_fastai.evaluate_cli import EvaluateOptions
 from catdog_fastai.evaluate_cli import main as evaluate_main
+from catdog_fastai.export_cli import ExportOptions
 from catdog_fastai.predict_cli import PredictOptions
 from catdog_fastai.predict_cli import main as predict_main
 
@@ -53,6 +54,7 @@ def test_train_config_is_built_the_same_way():
         (AppOptions, "catdog-app", ["--share", "--port", "--host", "--threads", "--max-batch", "--concurrency"]),
         (PredictOptions, "catdog-predict", ["--top-k", "--csv", "--backend", "--threads", "--trust-pickle"]),
         (EvaluateOptions, "catdog-evaluate", ["--data", "--json", "--unseen", "--backend"]),
+        (ExportOptions, "catdog-export", ["--onnx", "--space", "--examples", "--push"]),
     ],
 )
 def test_help_documents_every_option_and_setting(cls, prog, want):

@@ -107,3 +107,27 @@ def test_resume_from_a_checkpoint_without_run_state_is_one_line(tmp_path, capsys
     err = capsys.readouterr().err
     assert "run state in" in err and "missing lr, phases, total, done, history, correct" in err
     assert "start again without --resume" in err and "Traceback" not in err
+
+
+def test_every_file_an_export_holds_is_named_once_in_files(breeds_model):
+    from catdog_fastai import files
+
+    assert len(set(files.EXPORT_FILES)) == len(files.EXPORT_FILES)
+    written = {p.name for p in breeds_model.iterdir()}
+    assert written <= set(files.EXPORT_FILES), written - set(files.EXPORT_FILES)
+    assert {files.WEIGHTS, files.META, files.ONNX, files.REPORT, files.CARD, files.HISTORY} <= written
+
+
+@pytest.mark.parametrize(
+    "vocab, task, pets, species",
+    [
+        (["Abyssinian", "beagle"], "breeds", True, True),
+        (["cat", "dog"], "catdog", True, False),
+        (["cat", "dog"], "folders", True, False),  # your own folders called cat and dog
+        (["Abyssinian", "beagle"], "folders", False, False),  # breed-like folder names are not Pets names
+        (["black", "grizzly", "teddy"], "csv", False, False),  # lowercase, like dog breeds
+    ],
+)
+def test_what_a_models_labels_are_is_decided_in_labels(vocab, task, pets, species):
+    assert labels.is_pet_model(vocab, task) is pets and labels.has_species(vocab, task) is species
+    assert labels.model_task("breeds", "pets") == "breeds" and labels.model_task("breeds", "folders") == "folders"

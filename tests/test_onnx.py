@@ -16,10 +16,10 @@ from badfiles import bad_cases, ok_cases
 from conftest import PETS
 
 from catdog_fastai import ExportError, ImageError, load_predictor
+from catdog_fastai.export_cli import main as export_main
 from catdog_fastai.meta import ONNX, read_meta
 from catdog_fastai.model import build_model
 from catdog_fastai.onnx_export import add_onnx, write_onnx
-from catdog_fastai.onnx_export import main as export_main
 
 PHOTOS = sorted(PETS.glob("*.jpg"))
 OLD = Path(__file__).parent / "data" / "export-0.4.1"  # made by 0.4.1: no model.onnx

@@ -21,8 +21,8 @@ import pytest
 from conftest import PETS
 
 from catdog_fastai import ExportError, load_predictor
+from catdog_fastai.export_cli import main as export_main
 from catdog_fastai.meta import ONNX, PKL, WEIGHTS
-from catdog_fastai.onnx_export import main as export_main
 from catdog_fastai.space import SERVING, SpaceError, build_space, package_imports, push, serving_modules
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ EXAMPLES = [PETS / "Bengal_1.jpg", PETS / "beagle_10.jpg"]
 SERVING_SIDE = ("predict", "backends", "verdict", "meta", "images", "labels", "files")  # issue 31's list
 TRAINING_SIDE = {  # training, export and data code: fastai, optimisers, writers of exports
     "train", "data", "export", "onnx_export", "ood", "evaluate", "callbacks", "distributed", "losses", "optim",
-    "prototypes", "sources", "splits", "transforms", "cache", "loggers", "metrics", "space", "duplicates",
+    "prototypes", "sources", "splits", "transforms", "cache", "loggers", "metrics", "space", "duplicates", "export_cli",
 }  # fmt: skip
 BLOCK = """
 import importlib.abc, sys
@@ -101,14 +101,14 @@ def test_the_base_install_is_the_serving_install():
     train = {key(r) for r in project["optional-dependencies"]["train"]}
     assert {"torch", "timm", "fastai", "onnx"} <= train and not train & base
     assert "catdog_fastai[train]" in project["optional-dependencies"]["test"]
-    assert project["scripts"]["catdog-export"] == "catdog_fastai.onnx_export:main"
+    assert project["scripts"]["catdog-export"] == "catdog_fastai.export_cli:main"
 
 
 def test_commands_that_need_torch_say_what_to_install_in_one_line(tmp_path):
     "In a serving install: catdog-train, catdog-evaluate and catdog-export --onnx print one line, no traceback."
     code = f"""
 from catdog_fastai.cli import train, evaluate
-from catdog_fastai.onnx_export import main
+from catdog_fastai.export_cli import main
 print(train(["--help"]), evaluate(["--model", "m", "--data", "d"]), main([{str(OLD)!r}, "--onnx"]))
 """
     r = _run(code, tmp_path)
@@ -181,7 +181,7 @@ print(json.dumps(dict(pkg=catdog_fastai.__file__, backend=p.backend.name, demo=t
 
 def test_catdog_export_builds_a_space_without_torch_and_says_how_to_publish(breeds_model, tmp_path):
     out = tmp_path / "sp"
-    code = f"from catdog_fastai.onnx_export import main; print(main([{str(breeds_model)!r}, '--space', {str(out)!r}]))"
+    code = f"from catdog_fastai.export_cli import main; print(main([{str(breeds_model)!r}, '--space', {str(out)!r}]))"
     r = _run(code, tmp_path)
     assert r.returncode == 0 and r.stdout.strip().endswith("0"), r.stderr
     assert f"hf upload USER/NAME {out} --repo-type space" in r.stdout

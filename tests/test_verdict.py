@@ -81,11 +81,6 @@ def test_describe_says_the_three_answers():
     assert verdict.describe(_pred([("cat", 0.97), ("dog", 0.03)], "known"), True) == "cat (97 %)"
 
 
-def test_is_pet_model():
-    assert verdict.is_pet_model(["cat", "dog"], "folders") and verdict.is_pet_model(["Bengal", "beagle"], "breeds")
-    assert not verdict.is_pet_model(["black", "grizzly", "teddy"], "folders")  # lowercase, like dog breeds
-
-
 def test_export_carries_the_rule_and_its_tensors(breeds_model):
     meta = json.loads((breeds_model / "model.json").read_text())
     rule = meta["verdict"]
