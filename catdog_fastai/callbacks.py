@@ -26,6 +26,7 @@ from .config import TrainConfig
 from .distributed import base_dl, is_main, unwrap, world_size
 from .errors import ResumeError
 from .files import BEST, CHECKPOINT, HISTORY, atomic_write
+from .meta import fits
 from .metrics import best_epoch
 
 log = logging.getLogger("catdog_fastai")
@@ -111,7 +112,7 @@ class RunState:
         missing = [f.name for f in fields(cls) if f.name not in d]
         if missing:
             raise _bad_state(source, f"missing {', '.join(missing)}")
-        wrong = [f"{k} is {type(d[k]).__name__}" for k, t in hints.items() if not _is_a(d[k], t)]
+        wrong = [f"{k} is {type(d[k]).__name__}" for k, t in hints.items() if not fits(d[k], t)]
         if wrong:
             raise _bad_state(source, ", ".join(wrong))
         state = cls(**{k: d[k] for k in hints})
@@ -122,13 +123,6 @@ class RunState:
                 f"{len(state.correct)} validation records",
             )
         return state
-
-
-def _is_a(value: Any, hint: Any) -> bool:
-    "Whether `value` has the outer type of a `RunState` field (an int is a float; a bool is no number)."
-    kind = typing.get_origin(hint) or hint
-    kinds = (int, float) if kind is float else (kind,)
-    return isinstance(value, kinds) and not (isinstance(value, bool) and kind is not bool)
 
 
 def _bad_state(source: str, why: str) -> ResumeError:

@@ -114,47 +114,13 @@ class Recipe:
         return cls(**{f.name: readers.get(f.name, text)(cfg.get(f.name)) for f in dataclasses.fields(cls)})
 
 
-@dataclass(frozen=True)
-class Rule:
-    """The 'unknown' verdict as `load_predictor` applies it (model.json's `verdict` entry, `meta.Rule`, older exports'
-    upgraded when read)."""
-
-    gate: str
-    threshold: float
-    keep: float | None
-    n_views: int | None  # validation photos x views the threshold was fitted on
-    on_views: bool  # fitted on each photo as it is, at low resolution and in grayscale (the `verdict` entry, 0.5+)
-    known_min_prob: float | None  # None: an export from before the unsure answer (known or unknown only)
-    known_target: float | None  # the precision the fitted known_min_prob aims for; None: fixed at 0.5 (before 0.7)
-    known_precision: float | None  # ... and what it had there (optimistic: fitted on those photos)
-    known_coverage: float | None  # the share of those photos answered known
-    rates: dict[str, float]  # measured rates in the `verdict` entry ("rate" in the key), flattened: "a.b_rate"
-
-    @classmethod
-    def read(cls, rule: meta_.Rule | None) -> Rule | None:
-        "None for exports that call nothing unknown."
-        if rule is None:
-            return None
-        return cls(
-            gate=rule.gate,
-            threshold=rule.threshold,
-            keep=rule.keep,
-            n_views=rule.n_valid if rule.views else None,
-            on_views=bool(rule.views),
-            known_min_prob=rule.known_min_prob,
-            known_target=rule.known_target,
-            known_precision=rule.valid_known_precision,
-            known_coverage=rule.valid_known_coverage,
-            rates=_rates(rule.to_json()),
-        )
-
-
-def _rates(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
+def rates(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    'The measured rates in a `verdict` entry (`Rule.to_json()`: every number with "rate" in its key), flattened.'
     out: dict[str, float] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_rates(v, f"{key}."))
+            out.update(rates(v, f"{key}."))
         elif "rate" in key and number(v) is not None:
             out[key] = float(v)
     return out
@@ -168,7 +134,7 @@ class Facts:
     figures: Figures
     recipe: Recipe
     calibration: meta_.Calibration | None
-    rule: Rule | None
+    rule: meta_.Rule | None  # as `load_predictor` applies it (older exports' upgraded when read)
     pkl: bool  # model.pkl is in the folder
     onnx: bool  # model.onnx is in the folder
 
@@ -217,7 +183,7 @@ def read_facts(
         figures=Figures.read(meta.metrics, report or {}),
         recipe=recipe,
         calibration=meta.ood,
-        rule=Rule.read(meta.verdict),
+        rule=meta.verdict,
         pkl=PKL in files if files is not None else recipe.pkl is not False,
         onnx=ONNX in files if files is not None else meta.onnx is not None,
     )

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .card_facts import Facts, Recipe, Rule
-from .meta import ONNX
-from .verdict import GATES
+from .card_facts import Facts, Recipe, rates
+from .meta import ONNX, Rule
+from .verdict import when_unknown
 
 N_WEAKEST = 5  # weakest classes named under "Limits"
 RATE_NAMES = {  # how each rate in model.json's `verdict` entry was measured
@@ -101,7 +101,7 @@ def results(f: Facts) -> str:
             f"- expected calibration error {c.ece_before:.4f} with the plain softmax, {c.ece_after:.4f} with the "
             f"temperature{t} fitted on these same photos (`predict(..., calibrated=True)`)"
         )
-    for k, v in (f.rule.rates if f.rule else {}).items():
+    for k, v in (rates(f.rule.to_json()) if f.rule else {}).items():
         name = RATE_NAMES.get(k) or f"the verdict entry's {code(k)}"
         lines.append(f"- {name}: {v:.1%}")
     if g.baseline_balanced_accuracy is not None:
@@ -270,7 +270,7 @@ def limits(f: Facts) -> str:
     if weakest:
         named = ", ".join(f"{code(c)} {a:.2f}" for c, a in weakest)
         rows.append(f"- Weakest classes on the validation photos (recall): {named}.")
-    if f.rule and f.rule.on_views:
+    if f.rule and f.rule.views:
         hard = (
             "Such views of the validation photos were counted when the unknown threshold was set (above); how often "
             "they get the wrong class was not measured."
@@ -292,21 +292,10 @@ def verdict_rows(f: Facts) -> list[str]:
     rule = f.rule
     if rule is None:
         return ["- Other animals, people and objects still get one of its classes: it has no 'unknown' verdict."]
-    when = GATES.get(rule.gate, f"its {rule.gate} score is above the threshold")
-    how = f"threshold {rule.threshold:.4f}"
-    if rule.keep is not None and rule.on_views:
-        views = f", {rule.n_views} views in all" if rule.n_views is not None else ""
-        how += (
-            f", fitted on the validation photos, each also at a third of its resolution and in grayscale{views}, to "
-            f"let {rule.keep:.0%} through with every class weighing the same"
-        )
-    elif rule.keep is not None:
-        how += f", fitted to let {rule.keep:.0%} of the validation photos through"
-    if rule.keep is not None:
-        how += f": about {1 - rule.keep:.0%} of real photos of its classes are flagged too, by design"
+    by_design = f": about {1 - rule.keep:.0%} of real photos of its classes are flagged too, by design"
     rows = [
-        f'- Other animals, people and objects: "{f.unknown_text}" when {when} ({how}). The closest classes '
-        "are still listed."
+        f'- Other animals, people and objects: "{f.unknown_text}" when '
+        f"{when_unknown(rule, by_design if rule.keep is not None else '')}. The closest classes are still listed."
     ]
     if rule.known_min_prob is not None:
         rows.append(_unsure_row(f, rule, rule.known_min_prob))
@@ -319,9 +308,10 @@ def _unsure_row(f: Facts, rule: Rule, least: float) -> str:
         basis = f"fixed at {least:g} (older export)"
     else:
         basis = f"fitted on the validation photos for a target precision of {rule.known_target:.0%}"
-    if rule.known_target is not None and rule.known_precision is not None and rule.known_coverage is not None:
+    precision, coverage = rule.valid_known_precision, rule.valid_known_coverage
+    if rule.known_target is not None and precision is not None and coverage is not None:
         basis += (
-            f"; there, {rule.known_precision:.0%} of its known answers were right and {rule.known_coverage:.0%} of "
+            f"; there, {precision:.0%} of its known answers were right and {coverage:.0%} of "
             "the photos got one, every class weighing the same (optimistic: the bar was fitted on them)"
         )
     breeds = " (for breeds: cat or dog, breed unsure)" if f.meta.task == "breeds" else ""

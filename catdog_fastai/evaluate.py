@@ -18,8 +18,9 @@ from typing import Any
 
 from .files import CONFUSION, REPORT, TOP_LOSSES, atomic_write, write_json
 from .labels import TASKS, has_species, is_pets_name
+from .meta import Rule
 from .metrics import FEW_VALID, few_photo_classes, label_scores, scores
-from .verdict import GATES
+from .verdict import when_unknown
 
 log = logging.getLogger("catdog_fastai")
 
@@ -98,11 +99,12 @@ def report(
     _save_fig(plt.gcf(), out / TOP_LOSSES)
     plt.close("all")
     write_json(out / REPORT, summary)
-    log.info("\n".join(_summary_lines(summary, interp.most_confused(min_val=1)[:5], out)))
+    rule = Rule.from_json(verdict) if verdict is not None else None
+    log.info("\n".join(_summary_lines(summary, rule, interp.most_confused(min_val=1)[:5], out)))
     return summary
 
 
-def _summary_lines(summary: dict[str, Any], most: list, out: Path) -> list[str]:
+def _summary_lines(summary: dict[str, Any], rule: Rule | None, most: list, out: Path) -> list[str]:
     n, nc = summary["n_valid"], summary["n_classes"]
     lines = [
         f"validation: accuracy {summary['valid_accuracy']:.4f}, balanced accuracy "
@@ -121,13 +123,9 @@ def _summary_lines(summary: dict[str, Any], most: list, out: Path) -> list[str]:
             f"calibration: expected calibration error {cal['ece_before']:.4f} -> {cal['ece_after']:.4f} with "
             f"temperature {cal['temperature']:.3f}"
         )
-    rule = summary.get("verdict")
     if rule:
-        lines.append(
-            f"answers: unknown when {GATES.get(rule['gate'], rule['gate'])} (threshold {rule['threshold']:.4f}, which "
-            f"{rule['keep']:.0%} of the validation photos and their low-resolution and grayscale views pass, every "
-            f"class the same); unsure when no class reaches {rule['known_min_prob']:.0%}"
-        )
+        unsure = f"; unsure when no class reaches {rule.known_min_prob:.0%}" if rule.known_min_prob is not None else ""
+        lines.append(f"answers: unknown when {when_unknown(rule)}{unsure}")
     per_class, counts, few = summary["per_class"], summary["n_valid_per_class"], summary["few_valid_classes"]
     if few:
         lines.append(

@@ -29,17 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ExportError
-from .files import META, ONNX, PKL, WEIGHTS, sha256, write_json
+from .files import META, ONNX, PKL, WEIGHTS, sha256, write_json  # noqa: F401 - PKL: callers name it from here too
 
 FORMAT_VERSION = 1  # bump when a field's meaning changes; loaders refuse other versions
-__all__ = ["META", "ONNX", "PKL", "WEIGHTS", "ModelMeta", "read_meta", "write_meta"]  # the names, from files.py
 REQUIRED = ("arch", "vocab", "size", "mean", "std")
 HEADS = ("cosine", "fastai")  # the heads `head` can name (`model.create_head` builds each)
 MIXED_UP = "the pair was mixed up or a write was interrupted; re-export"  # what to do about a checksum mismatch
 EXTRA_PREFIX = "ood."  # arrays in model.safetensors that are not the network's weights (`read_extras`)
-
-
-KNOWN_MIN_PROB_BEFORE_0_7 = 0.5  # the fixed known/unsure bar of exports made before it was fitted
 
 
 class Entry:
@@ -62,25 +58,23 @@ class Entry:
         return {**{k: v for k, v in d.items() if v is not None}, **self.extra}
 
 
-def _typed(key: str, v: Any, hint: Any) -> Any:
-    "`v` as the field's type (`int | None`, `float`, `str`, `list[str]`, `dict`...); ValueError naming `key` if not."
-    optional = typing.get_origin(hint) in (typing.Union, types.UnionType)  # `X | None`
-    if optional:
-        if v is None:
-            return None
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+def fits(v: Any, hint: Any) -> bool:
+    """Whether a value read from JSON or a checkpoint has a dataclass field's outer type (`int | None`, `float`,
+    `list[str]`, ...): an int is a float, a bool is no number; the items of a list or dict are not checked."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # `X | None`
+        return any(fits(v, a) for a in typing.get_args(hint))
     kind = typing.get_origin(hint) or hint
-    ok = {
-        float: isinstance(v, (int, float)) and not isinstance(v, bool),
-        int: isinstance(v, int) and not isinstance(v, bool),
-        str: isinstance(v, str),
-        bool: isinstance(v, bool),
-        list: isinstance(v, list),
-        dict: isinstance(v, dict),
-    }.get(kind, True)
-    if not ok:
-        raise ValueError(f"{key} = {v!r} is not a {getattr(kind, '__name__', kind)}")
-    return float(v) if kind is float else v
+    if kind is Any or not isinstance(kind, type):  # Any, a TypeVar...: nothing to check
+        return True
+    kinds = (int, float) if kind is float else (kind,)
+    return isinstance(v, kinds) and not (isinstance(v, bool) and kind is not bool)
+
+
+def _typed(key: str, v: Any, hint: Any) -> Any:
+    "`v` as the field's type (`fits`; a float field's int as float); ValueError naming `key` if it does not fit."
+    if not fits(v, hint):
+        raise ValueError(f"{key} = {v!r} is not a {hint.__name__ if isinstance(hint, type) else hint}")
+    return float(v) if isinstance(v, int) and not isinstance(v, bool) and fits(0.5, hint) else v
 
 
 @dataclass

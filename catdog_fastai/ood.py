@@ -84,7 +84,7 @@ def calibration(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
     )
 
 
-HARD_VIEWS = ("as it is", "a third of the resolution", "grayscale")  # the rows `fit` scores per validation photo
+HARD_VIEWS = tuple(verdict.VIEW_WORDS)  # the rows `fit` scores per validation photo: as it is, then `hard_views`
 
 
 def hard_views(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> list[torch.Tensor]:

@@ -49,6 +49,11 @@ GATES = {  # when each gate says unknown, in words: the training summary and the
     "energy": "the energy score of its outputs is above the threshold",
 }
 GATE_SIZE = 224  # the smallest size the imagenet gate reads a photo at: ImageNet's training size (`gate_size`)
+VIEW_WORDS = {  # the views ood.fit scores each validation photo as (HARD_VIEWS), and how a sentence names them
+    "as it is": "as it is",
+    "a third of the resolution": "at a third of its resolution",
+    "grayscale": "in grayscale",
+}
 MEANS_KEY = "ood.class_means"  # the features gate's class means, also in model.safetensors
 DOG_CLASSES = range(151, 269)  # ImageNet-1k: Chihuahua .. Mexican hairless
 CAT_CLASSES = range(281, 286)  # ImageNet-1k: tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -175,6 +180,23 @@ def decide(top_prob: float, unknown_score: float | None, rule: Rule | None) -> s
         return UNKNOWN
     least = rule.known_min_prob  # None: an export from before the unsure answer, which cannot tell it
     return KNOWN if least is None or top_prob >= least else UNSURE
+
+
+def when_unknown(rule: Rule, note: str = "") -> str:
+    """When the rule says unknown and how its threshold was set, in the words the model card and the training
+    summary share: "<the gate's condition> (threshold 0.4138, fitted on the validation photos, each also ...)";
+    `note` ends the parenthesis."""
+    how = f"threshold {rule.threshold:.4f}"
+    degraded = [VIEW_WORDS.get(v, v) for v in rule.views[1:]]  # the first view is the photo as it is
+    if rule.keep is not None and degraded:
+        views = f", {rule.n_valid} views in all" if rule.n_valid is not None else ""
+        how += (
+            f", fitted on the validation photos, each also {' and '.join(degraded)}{views}, to let {rule.keep:.0%} "
+            "through with every class weighing the same"
+        )
+    elif rule.keep is not None:
+        how += f", fitted to let {rule.keep:.0%} of the validation photos through"
+    return f"{GATES.get(rule.gate, f'its {rule.gate} score is above the threshold')} ({how}{note})"
 
 
 def unknown_text(pets: bool) -> str:

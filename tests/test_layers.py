@@ -131,3 +131,24 @@ def test_every_file_an_export_holds_is_named_once_in_files(breeds_model):
 def test_what_a_models_labels_are_is_decided_in_labels(vocab, task, pets, species):
     assert labels.is_pet_model(vocab, task) is pets and labels.has_species(vocab, task) is species
     assert labels.model_task("breeds", "pets") == "breeds" and labels.model_task("breeds", "folders") == "folders"
+
+
+def test_the_rule_is_worded_once_for_the_card_and_the_training_summary():
+    from pathlib import Path
+
+    from catdog_fastai import evaluate, ood, verdict
+    from catdog_fastai.card import model_card
+    from catdog_fastai.meta import Rule
+
+    rule = Rule(gate="features", threshold=0.25, keep=0.98, known_min_prob=0.6, views=list(ood.HARD_VIEWS), n_valid=9)
+    said = verdict.when_unknown(rule)
+    assert "(threshold 0.2500, fitted on the validation photos, each also at a third of its resolution and in " in said
+    assert "grayscale, 9 views in all, to let 98% through" in said and said.startswith(verdict.GATES["features"])
+    summary = dict(n_valid=3, n_classes=2, valid_accuracy=1.0, valid_balanced_accuracy=1.0, per_class={},
+                   n_valid_per_class={}, few_valid_classes=[])  # fmt: skip
+    lines = evaluate._summary_lines(summary, rule, [], Path("out"))
+    assert f"answers: unknown when {said}; unsure when no class reaches 60%" in lines
+    meta = dict(arch="resnet18", vocab=["cat", "dog"], size=64, verdict=rule.to_json())
+    assert verdict.when_unknown(rule, ": about 2% of real photos of its classes are flagged too, by design") in (
+        model_card(meta)
+    )
