@@ -245,9 +245,11 @@ def read_meta(path: str | os.PathLike) -> ModelMeta:
     path = Path(path)
     meta_path = path / META if path.is_dir() else path
     if not meta_path.is_file():
+        where = (
+            f"{path} does not exist" if not path.exists() else f"no {META} in {path if path.is_dir() else path.parent}"
+        )
         raise ExportError(
-            f"no {META} in {path.parent if not path.is_dir() else path}: train a model first "
-            "(catdog-train --out DIR) or point at the folder that holds model.json"
+            f"{where}: train a model first (catdog-train --out DIR) or point at the folder that holds {META}"
         )
     try:
         d = json.loads(meta_path.read_text())

@@ -60,3 +60,14 @@ def test_an_old_export_gets_a_card_that_says_its_rule_is_older(version, tmp_path
     else:
         assert "`known_min_prob` 0.50: fixed at 0.5 (older export)" in limits
         assert "a third of its resolution and in grayscale" in limits  # fitted on the degraded views too
+
+
+def test_a_missing_export_is_named_as_the_person_gave_it(tmp_path):
+    from catdog_fastai.errors import ExportError
+
+    with pytest.raises(ExportError, match=f"^{tmp_path / 'nope'} does not exist: train a model first"):
+        read_meta(tmp_path / "nope")
+    with pytest.raises(ExportError, match=f"^no model.json in {tmp_path}: train a model first"):
+        read_meta(tmp_path)
+    with pytest.raises(ExportError, match=f"^{tmp_path / 'model.json'} does not exist"):
+        read_meta(tmp_path / "model.json")
