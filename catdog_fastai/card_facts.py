@@ -19,7 +19,7 @@ from typing import Any
 
 from . import meta as meta_
 from .labels import TASKS, is_pet_model
-from .meta import ONNX, PKL, ModelMeta
+from .meta import ONNX, PKL, Metrics, ModelMeta, Recipe
 from .verdict import unknown_text
 
 
@@ -65,53 +65,26 @@ class Figures:
     n_per_class: dict[str, int] = field(default_factory=dict)  # validation photos per class (report.json)
 
     @classmethod
-    def read(cls, metrics: dict[str, Any], report: dict[str, Any]) -> Figures:
-        m = {**report, **metrics}  # model.json first: it describes the exported weights
+    def read(cls, metrics: Metrics, report: dict[str, Any]) -> Figures:
+        def m(name: str) -> Any:  # model.json first: it describes the exported weights; report.json fills gaps
+            v = getattr(metrics, name)
+            return v if v is not None else report.get(name)
+
         recall = {str(k): number(v) for k, v in _dict(report.get("per_class")).items()}
         counts = {str(k): count(v) for k, v in _dict(report.get("n_valid_per_class")).items()}
         return cls(
-            accuracy=number(m.get("valid_accuracy")),
-            balanced_accuracy=number(m.get("valid_balanced_accuracy")),
-            catdog_accuracy=number(m.get("valid_catdog_accuracy")),
-            catdog_balanced_accuracy=number(m.get("valid_catdog_balanced_accuracy")),
-            baseline_accuracy=number(m.get("baseline_accuracy")),
-            baseline_balanced_accuracy=number(m.get("baseline_balanced_accuracy")),
-            n_valid=count(m.get("n_valid")),
-            exported_epoch=count(m.get("exported_epoch")),
-            n_few_valid_classes=count(m.get("n_few_valid_classes")),
+            accuracy=number(m("valid_accuracy")),
+            balanced_accuracy=number(m("valid_balanced_accuracy")),
+            catdog_accuracy=number(m("valid_catdog_accuracy")),
+            catdog_balanced_accuracy=number(m("valid_catdog_balanced_accuracy")),
+            baseline_accuracy=number(m("baseline_accuracy")),
+            baseline_balanced_accuracy=number(m("baseline_balanced_accuracy")),
+            n_valid=count(m("n_valid")),
+            exported_epoch=count(m("exported_epoch")),
+            n_few_valid_classes=count(m("n_few_valid_classes")),
             per_class={k: v for k, v in recall.items() if v is not None},
             n_per_class={k: v for k, v in counts.items() if v is not None},
         )
-
-
-@dataclass(frozen=True)
-class Recipe:
-    "The training settings the card names, from model.json's `config` (a `TrainConfig` as saved); None = not saved."
-
-    data: str | None = None
-    split: str | None = None
-    valid_pct: float | None = None
-    pretrained: bool | None = None
-    weights: str | None = None
-    epochs: int | None = None
-    freeze_epochs: int | None = None
-    pkl: bool | None = None
-    head: str | None = None
-    freeze_bn: str | None = None
-    wise: str | None = None
-    opt: str | None = None
-    lr: str | None = None
-    wd: str | None = None
-    bs: str | None = None
-    logit_adjust: str | None = None
-    label_smoothing: str | None = None
-    sampling: str | None = None
-    seed: str | None = None
-
-    @classmethod
-    def read(cls, cfg: dict[str, Any]) -> Recipe:
-        readers = {"valid_pct": number, "pretrained": flag, "pkl": flag, "epochs": count, "freeze_epochs": count}
-        return cls(**{f.name: readers.get(f.name, text)(cfg.get(f.name)) for f in dataclasses.fields(cls)})
 
 
 def rates(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -167,7 +140,7 @@ def as_meta(meta: ModelMeta | dict[str, Any]) -> ModelMeta:
         meta,
         vocab=[str(v) for v in meta.vocab],
         size=int(meta.size),
-        **{name: _dict(getattr(meta, name)) for name in ("metrics", "config", "versions")},
+        versions=_dict(meta.versions),
     )
 
 
@@ -177,7 +150,7 @@ def read_facts(
     """The card's facts from model.json (`meta`), report.json (`report`) and the folder's file names (`files`; None
     guesses from `meta`: the config's `pkl` flag, an `onnx` entry)."""
     meta = as_meta(meta)
-    recipe = Recipe.read(meta.config)
+    recipe = meta.config
     return Facts(
         meta=meta,
         figures=Figures.read(meta.metrics, report or {}),

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .card_facts import Facts, Recipe, rates
-from .meta import ONNX, Rule
+from .card_facts import Facts, count, number, rates
+from .meta import ONNX, Recipe, Rule
 from .verdict import when_unknown
 
 N_WEAKEST = 5  # weakest classes named under "Limits"
@@ -44,7 +44,8 @@ def title(f: Facts) -> str:
 
 def split_text(r: Recipe) -> str:
     "Where the validation photos came from, in words."
-    share = f"{r.valid_pct:.0%} " if r.valid_pct is not None else ""
+    pct = number(r.valid_pct)
+    share = f"{pct:.0%} " if pct is not None else ""
     return {
         "stratified": f"a stratified split: {share}of every class, held out of training",
         "random": f"a random split: {share}of all photos, held out of training",
@@ -156,10 +157,11 @@ def training(f: Facts, base_model: str | None) -> str:
         start = ", random start (no pretrained weights)"
     rows = [f"- backbone: timm `{f.meta.arch}`{start}"]
     phases = []
-    if r.freeze_epochs is not None:
-        phases.append(f"{r.freeze_epochs} epoch(s) training the new head with the backbone frozen")
-    if r.epochs is not None:
-        phases.append(f"{r.epochs} epoch(s) of all layers")
+    frozen, unfrozen = count(r.freeze_epochs), count(r.epochs)
+    if frozen is not None:
+        phases.append(f"{frozen} epoch(s) training the new head with the backbone frozen")
+    if unfrozen is not None:
+        phases.append(f"{unfrozen} epoch(s) of all layers")
     if phases:
         rows.append("- schedule: fastai's `fine_tune`, one-cycle: " + ", then ".join(phases))
     rows.append(f"- image size: {f.meta.size} px (centre crop of the short side at prediction time)")

@@ -18,7 +18,7 @@ from typing import Any
 
 from .files import CONFUSION, REPORT, TOP_LOSSES, atomic_write, write_json
 from .labels import TASKS, has_species, is_pets_name
-from .meta import Rule
+from .meta import Recipe, Rule
 from .metrics import FEW_VALID, few_photo_classes, label_scores, scores
 from .verdict import when_unknown
 
@@ -223,7 +223,7 @@ def evaluate_folder(
     return res
 
 
-def training_overlap(config: dict[str, Any], items: Sequence[Path]) -> tuple[set[Path], str]:
+def training_overlap(config: Recipe, items: Sequence[Path]) -> tuple[set[Path], str]:
     """Which of `items` were in the training split of the model whose model.json `config` is given, and how that
     was found out (a sentence). The split is redone from the config (data folder, split, valid_pct, seed), as
     training did it; a photo counts as seen when its path is a training photo's, or its name is (Pets names, unique
@@ -236,7 +236,7 @@ def training_overlap(config: dict[str, Any], items: Sequence[Path]) -> tuple[set
     def key(p: Path) -> str:
         return p.name if pets_named(p) else f"{p.parent.name}/{p.name}"
 
-    where = config.get("data")
+    where = config.data
     if not where:
         hits = {p for p in items if pets_named(p)}
         return hits, "it was trained on the downloaded Oxford-IIIT Pets, so Pets-named photos may be among them"
@@ -244,14 +244,15 @@ def training_overlap(config: dict[str, Any], items: Sequence[Path]) -> tuple[set
     if not root.exists():
         return set(), f"its training data ({where}) is not on this machine to compare with"
     try:
-        found = find_data(root, config.get("task", "breeds"), config.get("split", "stratified"))
+        split = config.split or "stratified"  # the defaults of the versions that did not record them
+        found = find_data(root, config.task or "breeds", split)
         train, _ = split_indices(
-            found.items, found.labels, root, split=config.get("split", "stratified"),
-            valid_pct=config.get("valid_pct", 0.2), seed=config.get("seed", 42), is_valid=found.is_valid,
+            found.items, found.labels, root, split=split, valid_pct=config.valid_pct or 0.2,
+            seed=42 if config.seed is None else config.seed, is_valid=found.is_valid,
         )  # fmt: skip
     except Exception as e:  # a changed folder: say so rather than fail the evaluation
         return set(), f"its training data ({where}) could not be split again ({e})"
     paths = {found.items[i].resolve() for i in train}
     keys = {key(found.items[i]) for i in train}
     hits = {p for p in items if p.resolve() in paths or key(p) in keys}
-    return hits, f"model.json: trained on {where}, split {config.get('split')}, seed {config.get('seed')}"
+    return hits, f"model.json: trained on {where}, split {config.split}, seed {config.seed}"

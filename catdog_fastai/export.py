@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from .backends import load_safe
 from .files import atomic_write
 from .labels import model_task
-from .meta import ONNX, PKL, WEIGHTS, Calibration, ModelMeta, Rule, stamped, write_meta
+from .meta import ONNX, PKL, WEIGHTS, Calibration, Metrics, ModelMeta, Recipe, Rule, stamped, write_meta
 from .onnx_export import write_onnx
 
 __all__ = ["save_weights", "load_safe", "export_meta", "export"]
@@ -55,8 +55,8 @@ def export_meta(learn: Learner, cfg: TrainConfig, metrics: dict[str, Any], layou
         size=cfg.size,
         mean=list(mean),
         std=list(std),
-        metrics=metrics,
-        config=cfg.to_dict(),
+        metrics=Metrics.from_json(metrics),
+        config=Recipe.from_json(cfg.to_dict()),
     )
 
 

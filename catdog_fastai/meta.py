@@ -8,8 +8,9 @@ an `OnnxGraph`) and which weights it belongs to (`weights_sha256`). Like Hugging
 so every export since 0.2 (format 1) reads, and `from_json` is the one place an older file is brought up to date
 (`upgrade`). Keys this version does not know are kept (`extra`) and written back unchanged.
 
-`metrics` (the report's figures) and `config` (the `TrainConfig` of whichever version trained it) stay open dicts:
-they record what was, for display, and their keys changed across versions.
+`metrics` (the report's figures) and `config` (the `TrainConfig` of whichever version trained it) are records of
+what was: their typed fields are what the package reads back, and a value that does not fit stays as it was in
+`extra` instead of refusing the file (`Entry.STRICT`).
 
 Standard library only, so serving without torch can read it.
 """
@@ -39,23 +40,35 @@ EXTRA_PREFIX = "ood."  # arrays in model.safetensors that are not the network's 
 
 
 class Entry:
-    """A typed model.json entry: `from_json` checks and converts each known key (ValueError naming the bad one) and
-    keeps the others in `extra`; `to_json` writes them all back, empty optional fields left out."""
+    """A typed model.json entry: `from_json` checks and converts each known key and keeps the others in `extra`;
+    `to_json` writes them all back as they were read (a field left empty is left out unless the file had it).
 
+    A key whose value does not fit its field is a damaged file (ValueError naming it) for entries serving relies
+    on; for records kept for display (`STRICT = False`: `Metrics`, `Recipe`) it stays in `extra`, written back as
+    it was, and the field is left empty."""
+
+    STRICT = True
     extra: dict[str, Any]
+    given: frozenset[str]  # the fields the file had, None or not
 
     @classmethod
     def from_json(cls, d: Any) -> Any:
         if not isinstance(d, dict):
             raise ValueError(f"not a dict but {type(d).__name__}")
         hints = typing.get_type_hints(cls)
-        names = [f.name for f in dataclasses.fields(cls) if f.name != "extra"]  # type: ignore[arg-type]
-        kw = {k: _typed(k, d[k], hints[k]) for k in names if k in d}
-        return cls(**kw, extra={k: v for k, v in d.items() if k not in names})  # type: ignore[call-arg]
+        names = [k for k in _field_names(cls) if k in d and (cls.STRICT or fits(d[k], hints[k]))]
+        kw = {k: _typed(k, d[k], hints[k]) for k in names}
+        extra = {k: v for k, v in d.items() if k not in names}
+        return cls(**kw, extra=extra, given=frozenset(names))  # type: ignore[call-arg]
 
     def to_json(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}  # type: ignore[arg-type]
-        return {**{k: v for k, v in d.items() if v is not None}, **self.extra}
+        d = {k: getattr(self, k) for k in _field_names(type(self))}
+        return {**{k: v for k, v in d.items() if v is not None or k in self.given}, **self.extra}
+
+
+def _field_names(cls: type) -> list[str]:
+    "A dataclass's own fields, without `Entry`'s bookkeeping (`extra`, `given`)."
+    return [f.name for f in dataclasses.fields(cls) if f.name not in ("extra", "given")]  # type: ignore[arg-type]
 
 
 def fits(v: Any, hint: Any) -> bool:
@@ -87,6 +100,7 @@ class Calibration(Entry):
     ece_before: float | None = None
     ece_after: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    given: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
 
 @dataclass
@@ -110,9 +124,7 @@ class Rule(Entry):
     valid_unknown_rate: float | None = None
     gate_size: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {**super().to_json(), "known_min_prob": self.known_min_prob}  # None means something: no unsure answer
+    given: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
 
 @dataclass
@@ -129,9 +141,68 @@ class OnnxGraph(Entry):
     max_abs_diff: float | None = None
     versions: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    given: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
 
-ENTRIES = {"ood": Calibration, "verdict": Rule, "onnx": OnnxGraph}  # model.json's typed entries, by key
+@dataclass
+class Metrics(Entry):
+    """model.json's `metrics`: the exported weights' figures on the validation photos (`evaluate.report`'s summary
+    without its per-class rows), each None where the export did not record it."""
+
+    STRICT = False
+    valid_accuracy: float | None = None
+    valid_balanced_accuracy: float | None = None  # every class weighing the same
+    valid_catdog_accuracy: float | None = None  # Pets breed models: the species the predicted breed implies
+    valid_catdog_balanced_accuracy: float | None = None
+    baseline_accuracy: float | None = None  # no training: the pretrained features' nearest class mean
+    baseline_balanced_accuracy: float | None = None
+    n_valid: int | None = None
+    n_classes: int | None = None
+    exported_epoch: int | None = None  # history.csv's row + 1; 0: no training
+    n_few_valid_classes: int | None = None
+    trained: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    given: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+
+@dataclass
+class Recipe(Entry):
+    """model.json's `config`: the `TrainConfig` it was trained with, as that version saved it. The settings the
+    package reads back are typed here (None where that version had no such setting); the rest stay in `extra`.
+    Not a `TrainConfig`: its defaults changed across versions, and a missing key must not read as today's."""
+
+    STRICT = False
+    data: str | None = None
+    task: str | None = None
+    split: str | None = None
+    valid_pct: float | None = None
+    seed: int | None = None
+    pretrained: bool | None = None
+    weights: str | None = None
+    head: str | None = None
+    epochs: int | None = None
+    freeze_epochs: int | None = None
+    freeze_bn: bool | None = None
+    wise: float | None = None
+    opt: str | None = None
+    lr: str | None = None
+    wd: float | None = None
+    bs: int | None = None
+    logit_adjust: float | None = None
+    label_smoothing: float | None = None
+    sampling: str | None = None
+    pkl: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    given: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+
+ENTRIES = {  # model.json's typed entries, by key
+    "ood": Calibration,
+    "verdict": Rule,
+    "onnx": OnnxGraph,
+    "metrics": Metrics,
+    "config": Recipe,
+}
 
 
 def upgrade(d: dict[str, Any]) -> dict[str, Any]:
@@ -155,9 +226,9 @@ def upgrade(d: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class ModelMeta:
     """One export's `model.json`. `task` is a Pets task (`catdog`, `breeds`) or where a user's labels came from
-    (`folders`, `csv`). `ood`: the calibration temperature (and, before 0.5, the unknown threshold); `verdict`: the
-    unknown gate and its thresholds; `onnx`: the graph's file, opset, outputs and checksum. Exports made before a
-    field existed leave it empty."""
+    (`folders`, `csv`). `metrics`: its validation figures; `config`: how it was trained; `ood`: the calibration
+    temperature; `verdict`: the unknown gate and its thresholds (0.4's, from its `ood` entry: `upgrade`); `onnx`: the
+    graph's file, opset, outputs and checksum. Exports made before a field existed leave it empty."""
 
     arch: str
     vocab: list[str]
@@ -166,8 +237,8 @@ class ModelMeta:
     std: list[float]
     task: str | None = None
     head: str = "fastai"  # exports before the cosine head had fastai's
-    metrics: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=Metrics)
+    config: Recipe = field(default_factory=Recipe)
     ood: Calibration | None = None
     verdict: Rule | None = None
     onnx: OnnxGraph | None = None
@@ -205,13 +276,15 @@ class ModelMeta:
         names = [f.name for f in dataclasses.fields(cls) if f.name != "extra"]
         kw: dict[str, Any] = {k: d[k] for k in names if k in d}
         for key, entry in ENTRIES.items():
-            if kw.get(key) is not None:
-                try:
-                    kw[key] = entry.from_json(kw[key])
-                except (TypeError, ValueError) as e:
-                    if not lenient:
-                        raise ValueError(f"{key}: {e}") from None
-                    kw[key] = None
+            if kw.get(key) is None:
+                kw.pop(key, None)  # the field's default: None, or an empty record
+                continue
+            try:
+                kw[key] = entry.from_json(kw[key])
+            except (TypeError, ValueError) as e:
+                if not lenient:
+                    raise ValueError(f"{key}: {e}") from None
+                del kw[key]
         meta = cls(**kw, extra={k: v for k, v in d.items() if k not in names})
         meta.vocab, meta.size = [str(v) for v in meta.vocab], int(meta.size)
         meta.mean, meta.std = [float(v) for v in meta.mean], [float(v) for v in meta.std]

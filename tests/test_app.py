@@ -252,8 +252,8 @@ def test_model_card_tab_shows_the_exports_card(breeds_model, monkeypatch, tmp_pa
     m = pred.meta.metrics
     card = model_card(breeds_model)
     assert (breeds_model / "README.md").read_text().endswith(card) and not card.startswith("---")
-    assert f"accuracy **{m['valid_accuracy']:.4f}**" in card
-    assert f"balanced accuracy **{m['valid_balanced_accuracy']:.4f}**" in card
+    assert f"accuracy **{m.valid_accuracy:.4f}**" in card
+    assert f"balanced accuracy **{m.valid_balanced_accuracy:.4f}**" in card
     assert all(v in card for v in pred.vocab)
     assert pred.unknown_text() in card
 

@@ -71,3 +71,16 @@ def test_a_missing_export_is_named_as_the_person_gave_it(tmp_path):
         read_meta(tmp_path)
     with pytest.raises(ExportError, match=f"^{tmp_path / 'model.json'} does not exist"):
         read_meta(tmp_path / "model.json")
+
+
+def test_records_kept_for_display_keep_a_value_that_does_not_fit_and_serving_entries_refuse_one(tmp_path):
+    from catdog_fastai.errors import ExportError
+
+    raw = json.loads((DATA / "export-0.6.0" / "model.json").read_text())
+    raw["config"]["lr"], raw["metrics"]["n_valid"] = 0.002, "37"  # hand-edited: a float lr, a string count
+    meta = ModelMeta.from_json(raw)
+    assert meta.config.lr is None and meta.config.seed == raw["config"]["seed"] and meta.metrics.n_valid is None
+    assert meta.to_json()["config"] == raw["config"] and meta.to_json()["metrics"] == raw["metrics"]  # as they were
+    raw["verdict"]["threshold"] = "high"
+    with pytest.raises(ExportError, match=r"malformed field \(verdict: threshold = 'high' is not a float\)"):
+        ModelMeta.from_json(raw)

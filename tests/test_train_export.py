@@ -46,16 +46,16 @@ def test_training_writes_report_history_and_both_exports(breeds_model):
     assert all(0 <= float(r["balanced_accuracy"]) <= 1 for r in rows)
     meta = read_meta(breeds_model)
     assert meta.arch == "test_efficientnet" and meta.task == "breeds" and len(meta.vocab) == 37
-    assert meta.size == 64 and meta.config["epochs"] == 1 and "torch" in meta.versions
+    assert meta.size == 64 and meta.config.epochs == 1 and "torch" in meta.versions
     report = json.loads((breeds_model / "report.json").read_text())
     assert report["n_classes"] == 37 and 0 <= report["valid_catdog_accuracy"] <= 1
     assert 0 <= report["valid_balanced_accuracy"] <= 1 and 0 <= report["valid_catdog_balanced_accuracy"] <= 1
     for k in ("valid_accuracy", "valid_balanced_accuracy", "valid_catdog_balanced_accuracy"):
-        assert meta.metrics[k] == report[k]
+        assert getattr(meta.metrics, k) == report[k]
     # the default stratified split validates every breed, on 1 of the fixture's 3 photos: too few to trust alone
     assert sum(report["n_valid_per_class"].values()) == report["n_valid"] == 37
-    assert len(report["few_valid_classes"]) == 37 and "per_class" not in meta.metrics
-    assert meta.metrics["exported_epoch"] == 2  # one-cycle's last epoch, by default
+    assert len(report["few_valid_classes"]) == 37 and "per_class" not in meta.metrics.to_json()
+    assert meta.metrics.exported_epoch == 2  # one-cycle's last epoch, by default
 
 
 def test_load_learner_in_a_fresh_process_that_imported_nothing_of_ours(breeds_model):
@@ -349,7 +349,7 @@ def test_lr_auto_runs_lr_find_and_saves_its_plot(tmp_path, caplog, monkeypatch):
     assert (tmp_path / "lr_find.png").stat().st_size > 1000
     assert "lr_find suggests lr =" in caplog.text
     meta = read_meta(tmp_path)
-    assert meta.config["lr"] == "auto"
+    assert meta.config.lr == "auto"
 
 
 @pytest.mark.parametrize("opt", [o for o in OPTIMIZERS if o != "adam"])  # adam: the next test
@@ -450,7 +450,7 @@ def test_model_json_is_one_typed_record_and_old_ones_read():
     meta = ModelMeta.from_json(old)
     assert meta.head == "fastai" and meta.onnx is None and meta.ood.temperature == old["ood"]["temperature"]
     assert meta.verdict.threshold == old["ood"]["threshold"] and meta.verdict.known_min_prob is None  # upgraded
-    assert meta.metrics["calibration"]["score"] == "mean_distance" and meta.n_classes == 37
+    assert meta.metrics.extra["calibration"]["score"] == "mean_distance" and meta.n_classes == 37
     assert ModelMeta.from_json(meta.to_json()) == meta
     assert meta.to_json()["ood"] == old["ood"]  # keys this version does not type are written back as they were
     assert "onnx" not in meta.to_json() and meta.to_json()["format_version"] == 1
