@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from .card_facts import Facts, count, number, rates
-from .meta import ONNX, Recipe, Rule
+from .meta import ONNX, Recipe, Rule, few_photos_note
 from .verdict import when_unknown
 
 N_WEAKEST = 5  # weakest classes named under "Limits"
@@ -117,8 +117,7 @@ def results(f: Facts) -> str:
     if g.n_few_valid_classes:
         lines += [
             "",
-            f"{g.n_few_valid_classes} of {n} classes have fewer than 5 validation photos, so their recall (and the "
-            "balanced accuracy) moves by 20 points or more with a single photo: read these figures as rough.",
+            f"{few_photos_note(g.n_few_valid_classes, n)}: read these figures as rough.",
         ]
     return "\n".join(lines)
 

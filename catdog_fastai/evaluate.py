@@ -18,8 +18,8 @@ from typing import Any
 
 from .files import CONFUSION, REPORT, TOP_LOSSES, atomic_write, write_json
 from .labels import TASKS, has_species, is_pets_name
-from .meta import Recipe, Rule
-from .metrics import FEW_VALID, few_photo_classes, label_scores, scores
+from .meta import Recipe, Rule, few_photos_note
+from .metrics import few_photo_classes, label_scores, scores
 from .verdict import when_unknown
 
 log = logging.getLogger("catdog_fastai")
@@ -129,9 +129,8 @@ def _summary_lines(summary: dict[str, Any], rule: Rule | None, most: list, out: 
     per_class, counts, few = summary["per_class"], summary["n_valid_per_class"], summary["few_valid_classes"]
     if few:
         lines.append(
-            f"{len(few)} of {nc} classes have fewer than {FEW_VALID} validation photos, so their per-class figures "
-            "(and the balanced accuracy) move by 20 points or more with a single photo: read them as rough. "
-            "benchmarks/accuracy.py measures a recipe by cross-validation instead."
+            f"{few_photos_note(len(few), nc)}: read them as rough. benchmarks/accuracy.py measures a recipe by "
+            "cross-validation instead."
         )
     worst = sorted(((c, a) for c, a in per_class.items() if a is not None), key=lambda kv: kv[1])[:5]
     lines.append(

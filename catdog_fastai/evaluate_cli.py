@@ -22,6 +22,7 @@ from .backends import BACKENDS
 from .cli import error, option, parse
 from .errors import DataError, ExportError
 from .files import write_json
+from .meta import few_photos_note
 
 ROWS = 40  # per-class rows printed in full; more classes show the weakest and the strongest
 
@@ -106,12 +107,7 @@ def report_table(res: dict[str, Any]) -> list[str]:
         r = per.get(c)
         lines.append(f"{c[:27]:<28}{counts[c]:>10}{'-' if r is None else format(r, '.3f'):>10}")
     if res.get("few_photo_classes"):
-        from .metrics import FEW_VALID
-
-        lines.append(
-            f"{len(res['few_photo_classes'])} classes have fewer than {FEW_VALID} photos here: their recall moves by "
-            "10 points or more with a single photo"
-        )
+        lines.append(few_photos_note(len(res["few_photo_classes"]), photos="photos here"))
     return lines
 
 

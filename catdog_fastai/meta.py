@@ -144,6 +144,18 @@ class OnnxGraph(Entry):
     given: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
 
+FEW_VALID = 5  # fewer validation photos than this in a class: its recall moves by >= 20 points per photo
+
+
+def few_photos_note(n_few: int, n_classes: int | None = None, photos: str = "validation photos") -> str:
+    "The sentence every figure of few-photo classes comes with: how far one photo moves their recall."
+    of = f" of {n_classes}" if n_classes is not None else ""
+    return (
+        f"{n_few}{of} classes have fewer than {FEW_VALID} {photos}, so their recall (and the balanced accuracy) "
+        f"moves by {100 // FEW_VALID} points or more with a single photo"
+    )
+
+
 @dataclass
 class Metrics(Entry):
     """model.json's `metrics`: the exported weights' figures on the validation photos (`evaluate.report`'s summary

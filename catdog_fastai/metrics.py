@@ -22,8 +22,7 @@ from scipy.stats import binomtest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix
 
 from .labels import breed, breed_is_cat, cat_or_dog
-
-FEW_VALID = 5  # fewer validation photos than this in a class: its recall moves by >= 20 points per photo
+from .meta import FEW_VALID
 
 
 def confusion(actual: Sequence[int], predicted: Sequence[int], n_classes: int) -> np.ndarray:

@@ -152,3 +152,29 @@ def test_the_rule_is_worded_once_for_the_card_and_the_training_summary():
     assert verdict.when_unknown(rule, ": about 2% of real photos of its classes are flagged too, by design") in (
         model_card(meta)
     )
+
+
+def test_few_photo_classes_get_one_sentence_on_the_card_in_the_log_and_from_catdog_evaluate():
+    import copy
+    from pathlib import Path
+
+    from test_card import META, REPORT
+
+    from catdog_fastai import evaluate, evaluate_cli
+    from catdog_fastai.card import model_card
+    from catdog_fastai.meta import FEW_VALID, few_photos_note
+
+    said = few_photos_note(2, 5)
+    assert said == (
+        f"2 of 5 classes have fewer than {FEW_VALID} validation photos, so their recall (and the balanced accuracy) "
+        "moves by 20 points or more with a single photo"
+    )
+    assert f"{said}: read these figures as rough." in model_card(copy.deepcopy(META), REPORT)
+    summary = dict(n_valid=3, n_classes=5, valid_accuracy=1.0, valid_balanced_accuracy=1.0, per_class={},
+                   n_valid_per_class={}, few_valid_classes=["a", "b"])  # fmt: skip
+    assert any(
+        line.startswith(f"{said}: read them as rough.") for line in evaluate._summary_lines(summary, None, [], Path())
+    )
+    res = dict(model="m", data="d", n=3, n_per_class={"a": 1, "b": 2}, task="breeds", trained_on={}, accuracy=1.0,
+               balanced_accuracy=1.0, per_class={"a": 1.0, "b": 1.0}, few_photo_classes=["a", "b"])  # fmt: skip
+    assert few_photos_note(2, photos="photos here") in evaluate_cli.report_table(res)
