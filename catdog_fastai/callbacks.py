@@ -26,8 +26,8 @@ from .config import TrainConfig
 from .distributed import base_dl, is_main, unwrap, world_size
 from .errors import ResumeError
 from .files import BEST, CHECKPOINT, HISTORY, atomic_write
-from .meta import fits
 from .metrics import best_epoch
+from .records import fits
 
 log = logging.getLogger("catdog_fastai")
 

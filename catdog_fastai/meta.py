@@ -22,8 +22,6 @@ import datetime as dt
 import json
 import os
 import platform
-import types
-import typing
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -31,63 +29,13 @@ from typing import Any
 
 from .errors import ExportError
 from .files import META, ONNX, PKL, WEIGHTS, sha256, write_json  # noqa: F401 - PKL: callers name it from here too
+from .records import Entry, field_names
 
 FORMAT_VERSION = 1  # bump when a field's meaning changes; loaders refuse other versions
 REQUIRED = ("arch", "vocab", "size", "mean", "std")
 HEADS = ("cosine", "fastai")  # the heads `head` can name (`model.create_head` builds each)
 MIXED_UP = "the pair was mixed up or a write was interrupted; re-export"  # what to do about a checksum mismatch
 EXTRA_PREFIX = "ood."  # arrays in model.safetensors that are not the network's weights (`read_extras`)
-
-
-class Entry:
-    """A typed model.json entry: `from_json` checks and converts each known key and keeps the others in `extra`;
-    `to_json` writes them all back as they were read (a field left empty is left out unless the file had it).
-
-    A key whose value does not fit its field is a damaged file (ValueError naming it) for entries serving relies
-    on; for records kept for display (`STRICT = False`: `Metrics`, `Recipe`) it stays in `extra`, written back as
-    it was, and the field is left empty."""
-
-    STRICT = True
-    extra: dict[str, Any]
-    given: frozenset[str]  # the fields the file had, None or not
-
-    @classmethod
-    def from_json(cls, d: Any) -> Any:
-        if not isinstance(d, dict):
-            raise ValueError(f"not a dict but {type(d).__name__}")
-        hints = typing.get_type_hints(cls)
-        names = [k for k in _field_names(cls) if k in d and (cls.STRICT or fits(d[k], hints[k]))]
-        kw = {k: _typed(k, d[k], hints[k]) for k in names}
-        extra = {k: v for k, v in d.items() if k not in names}
-        return cls(**kw, extra=extra, given=frozenset(names))  # type: ignore[call-arg]
-
-    def to_json(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in _field_names(type(self))}
-        return {**{k: v for k, v in d.items() if v is not None or k in self.given}, **self.extra}
-
-
-def _field_names(cls: type) -> list[str]:
-    "A dataclass's own fields, without `Entry`'s bookkeeping (`extra`, `given`)."
-    return [f.name for f in dataclasses.fields(cls) if f.name not in ("extra", "given")]  # type: ignore[arg-type]
-
-
-def fits(v: Any, hint: Any) -> bool:
-    """Whether a value read from JSON or a checkpoint has a dataclass field's outer type (`int | None`, `float`,
-    `list[str]`, ...): an int is a float, a bool is no number; the items of a list or dict are not checked."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # `X | None`
-        return any(fits(v, a) for a in typing.get_args(hint))
-    kind = typing.get_origin(hint) or hint
-    if kind is Any or not isinstance(kind, type):  # Any, a TypeVar...: nothing to check
-        return True
-    kinds = (int, float) if kind is float else (kind,)
-    return isinstance(v, kinds) and not (isinstance(v, bool) and kind is not bool)
-
-
-def _typed(key: str, v: Any, hint: Any) -> Any:
-    "`v` as the field's type (`fits`; a float field's int as float); ValueError naming `key` if it does not fit."
-    if not fits(v, hint):
-        raise ValueError(f"{key} = {v!r} is not a {hint.__name__ if isinstance(hint, type) else hint}")
-    return float(v) if isinstance(v, int) and not isinstance(v, bool) and fits(0.5, hint) else v
 
 
 @dataclass
@@ -285,7 +233,7 @@ class ModelMeta:
     def read(cls, d: dict[str, Any], lenient: bool = False) -> ModelMeta:
         """The record from an upgraded dict, each typed entry through its class. `lenient` (the model card of a
         hand-made or damaged file): a malformed optional entry is left out instead of raising ValueError."""
-        names = [f.name for f in dataclasses.fields(cls) if f.name != "extra"]
+        names = field_names(cls)
         kw: dict[str, Any] = {k: d[k] for k in names if k in d}
         for key, entry in ENTRIES.items():
             if kw.get(key) is None:
@@ -304,7 +252,7 @@ class ModelMeta:
 
     def to_json(self) -> dict[str, Any]:
         "The record as model.json holds it (empty optional entries left out, unknown keys kept)."
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        d = {k: getattr(self, k) for k in field_names(type(self))}
         d = {k: v.to_json() if isinstance(v, Entry) else v for k, v in d.items()}
         d = {"format_version": d.pop("format_version"), **{k: v for k, v in d.items() if v is not None}}
         return {**d, **self.extra}
