@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .card_facts import Facts, count, number, rates
 from .meta import ONNX, Recipe, Rule, few_photos_note
-from .verdict import when_unknown
+from .verdict import known_rows, when_unknown
 
 N_WEAKEST = 5  # weakest classes named under "Limits"
 RATE_NAMES = {  # how each rate in model.json's `verdict` entry was measured
@@ -308,7 +308,7 @@ def _unsure_row(f: Facts, rule: Rule, least: float) -> str:
     if rule.known_target is None:
         basis = f"fixed at {least:g} (older export)"
     else:
-        basis = f"fitted on the validation photos for a target precision of {rule.known_target:.0%}"
+        basis = f"fitted for a target precision of {rule.known_target:.0%} on {known_rows(rule)}"
     precision, coverage = rule.valid_known_precision, rule.valid_known_coverage
     if rule.known_target is not None and precision is not None and coverage is not None:
         basis += (

@@ -20,7 +20,7 @@ from .files import CONFUSION, REPORT, TOP_LOSSES, atomic_write, write_json
 from .labels import TASKS, has_species, is_pets_name
 from .meta import Recipe, Rule, few_photos_note
 from .metrics import few_photo_classes, label_scores, scores
-from .verdict import when_unknown
+from .verdict import known_rows, when_unknown
 
 log = logging.getLogger("catdog_fastai")
 
@@ -125,6 +125,8 @@ def _summary_lines(summary: dict[str, Any], rule: Rule | None, most: list, out: 
         )
     if rule:
         unsure = f"; unsure when no class reaches {rule.known_min_prob:.0%}" if rule.known_min_prob is not None else ""
+        if rule.known_min_prob is not None and rule.known_target is not None:
+            unsure += f" (fitted for {rule.known_target:.0%} of known answers right on {known_rows(rule)})"
         lines.append(f"answers: unknown when {when_unknown(rule)}{unsure}")
     per_class, counts, few = summary["per_class"], summary["n_valid_per_class"], summary["few_valid_classes"]
     if few:

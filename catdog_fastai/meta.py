@@ -65,7 +65,9 @@ class Rule(Entry):
     keep: float | None = None
     known_min_prob: float | None = None
     known_target: float | None = None
-    valid_known_precision: float | None = None  # the fitted bar's precision and coverage on the validation rows
+    known_fitted_on: str | None = None  # verdict.FITTED_ON's key; None (0.7, 0.8): the validation photos and views
+    n_known_fit: int | None = None  # the rows the bar was fitted on
+    valid_known_precision: float | None = None  # the fitted bar's precision and coverage on those rows
     valid_known_coverage: float | None = None
     views: list[str] = field(default_factory=list)
     n_valid: int | None = None  # validation rows: photos x views

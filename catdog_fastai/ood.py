@@ -113,14 +113,16 @@ def fit(
     keep: float = verdict.KEEP,
     task: str | None = None,
     known_target: float = verdict.KNOWN_TARGET,
+    left_out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Fitted:
     """Calibration and the verdict's gate for a fastai `Learner` at export time, from its validation photos and their
     `hard_views`. Cat/dog and Pets breed models whose backbone kept its ImageNet-1k classifier get the `imagenet`
     gate; every other model the `features` gate, whose class means come from its training photos seen the way
     validation photos are (centre crop, no augmentation). `size`: the validation photos' size; the `imagenet` gate
     reads them at `verdict.gate_size`. `task`: model.json's (`labels.model_task`). See `verdict.py`. The
-    known/unsure line is fitted on the same rows' calibrated probabilities to reach `known_target`
-    (`verdict.fit_known`)."""
+    known/unsure line is fitted to reach `known_target` (`verdict.fit_known`) on calibrated probabilities: of
+    `left_out` (logits and classes of photos scored out of sample, `start.left_out_logits`: a training-free export's
+    every labelled photo) where given, else of the same rows as the gate, the validation photos and their views."""
     from .model import norm_stats
 
     model, dls = learn.model, learn.dls
@@ -148,6 +150,12 @@ def fit(
         means = class_means(train_pooled, train_targets, len(dls.vocab))
         scores, tensors = verdict.mean_distance(pooled.numpy(), means.numpy()), {MEANS_KEY: means}
     cal = calibration(logits, targets)
-    known = verdict.fit_known((all_logits / cal["temperature"]).softmax(1).numpy(), view_targets.tolist(), known_target)
+    t = cal["temperature"]
+    if left_out is None:
+        known = verdict.fit_known((all_logits / t).softmax(1).numpy(), view_targets.tolist(), known_target)
+    else:
+        left_logits, left_targets = left_out
+        probs = (left_logits / t).softmax(1).numpy()
+        known = verdict.fit_known(probs, left_targets.tolist(), known_target, fitted_on=verdict.LEFT_OUT)
     rule = verdict.fit_gate(scores, view_targets.tolist(), gate, HARD_VIEWS, keep, known, model[0].gate_size)
     return Fitted(cal, rule, tensors)

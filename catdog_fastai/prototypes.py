@@ -79,6 +79,31 @@ def class_means(feats: torch.Tensor, targets: torch.Tensor, n_classes: int) -> t
     return (sums / torch.bincount(targets.long(), minlength=n_classes).clamp(min=1)[:, None]).float()
 
 
+def left_out_similarities(
+    feats: torch.Tensor, targets: torch.Tensor, n_classes: int, groups: np.ndarray | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each photo's cosine similarity to every class mean, its own class's mean taken without it: how the
+    nearest-class-mean classifier would score it as a new photo. `feats`: n photos' features, then the same photos'
+    mirror images (2n rows, as `class_means` takes them for a head); `targets`: the n photos' classes; `groups`:
+    their near-duplicate groups, whose other members of the same class leave the mean with the photo (a copy in the
+    mean is the photo itself). Returns the similarities of the photos that kept another photo in their class mean,
+    (m, n_classes), and which photos those are (indices into the n)."""
+    n = len(targets)
+    unit = nn.functional.normalize(feats.double(), dim=1)
+    both = unit[:n] + unit[n:]  # sums serve: the cosine does not see a mean's length
+    y = targets.long()
+    sums = torch.zeros(n_classes, unit.shape[1], dtype=torch.float64).index_add_(0, y, both)
+    sims = unit[:n] @ nn.functional.normalize(sums, dim=1).T
+    group = torch.as_tensor(np.asarray(groups) if groups is not None else np.arange(n))
+    kept = []
+    for i, c in enumerate(y.tolist()):
+        rest = sums[c] - both[(group == group[i]) & (y == c)].sum(0)
+        if rest.norm() > 1e-9:
+            sims[i, c] = unit[i] @ nn.functional.normalize(rest, dim=0)
+            kept.append(i)
+    return sims[kept], torch.tensor(kept, dtype=torch.long)
+
+
 def similarities(feats: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     "Cosine similarity of each feature vector (rows) to each class mean (columns)."
     return nn.functional.normalize(feats.double(), dim=1) @ nn.functional.normalize(means.double(), dim=1).T

@@ -2,8 +2,9 @@
 
 From them come the near-duplicate groups the split keeps on one side (`duplicates.py`), the cosine head's class
 means (`model.CosineClassifier.imprint`) and the training-free baseline the report sets beside the fine-tuned figure
-(`prototypes.py`); and, for a training-free export of a split catdog-train made, the class means of every labelled
-photo.
+(`prototypes.py`); for a training-free export of a split catdog-train made, the class means of every labelled
+photo; and, for every training-free export, each photo scored against class means that leave it out, on which the
+known/unsure line is fitted.
 """
 
 from __future__ import annotations
@@ -63,6 +64,22 @@ def imprint_all(learn: Learner, feats: torch.Tensor, found: Found) -> None:
     splits catdog-train made itself (`own_split`)."""
     vocab, y = _targets(learn, found)
     learn.model[1][-1].imprint(_class_means(feats, y, range(len(y)), len(vocab)))
+
+
+def left_out_logits(
+    learn: Learner, feats: torch.Tensor, found: Found, rows: Sequence[int], groups: np.ndarray | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training-free cosine head's logits for each photo in `rows` as if it were new
+    (`prototypes.left_out_similarities` on `feats`, the starting features, at the head's scale), and the classes of
+    those photos. The known/unsure line is fitted on them (`ood.fit`): every photo the exported class means hold,
+    scored out of sample, instead of the validation photos alone, which hold one photo of a class of five."""
+    vocab, y = _targets(learn, found)
+    n = len(y)
+    rows = list(rows)
+    pairs = torch.cat([feats[rows], feats[[i + n for i in rows]]])  # a photo and its mirror image, as the means hold
+    dup = groups[rows] if groups is not None else None
+    sims, kept = prototypes.left_out_similarities(pairs, y[rows], len(vocab), dup)
+    return float(learn.model[1][-1].scale) * sims.float(), y[rows][kept]
 
 
 def _targets(learn: Learner, found: Found) -> tuple[list[str], torch.Tensor]:

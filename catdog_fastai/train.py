@@ -47,7 +47,15 @@ from .losses import sampled_counts, training_loss
 from .metrics import BalancedAccuracy, export_epoch
 from .model import CosineClassifier, build_model, norm_stats, splitter, wise_ft
 from .optim import OPT_FUNCS
-from .start import duplicate_groups, imprint_all, own_split, start_from_pretrained, starting_features
+from .start import (
+    duplicate_groups,
+    imprint_all,
+    left_out_logits,
+    own_split,
+    split_rows,
+    start_from_pretrained,
+    starting_features,
+)
 
 log = logging.getLogger("catdog_fastai")
 
@@ -165,12 +173,8 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
     found = find(cfg)  # found.layout: where the labels come from, for the report, the gate and model.json
     model = get_model(cfg, len(set(found.labels)))
     feats = starting_features(model, found, cfg, device)  # one pass: the split's groups, the head, the baseline
-    dls = get_dls(
-        dataclasses.replace(cfg, bs=per_rank_bs(cfg.bs)),
-        device=device,
-        found=found,
-        groups=duplicate_groups(feats, cfg),
-    )
+    groups = duplicate_groups(feats, cfg)
+    dls = get_dls(dataclasses.replace(cfg, bs=per_rank_bs(cfg.bs)), device=device, found=found, groups=groups)
     learn = get_learner(dls, cfg, model)
     quiet_bar = not sys.stdout.isatty()
     if quiet_bar:  # logs and CI: one line per epoch from Checkpointer instead of bars and raw lists
@@ -218,7 +222,11 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
         wise_ft(learn.model, start, cfg.wise)
     # calibration, the "unknown" gate and the known/unsure line (ood.py, verdict.py)
     task = model_task(cfg.task, found.layout)
-    fitted = ood.fit(learn, cfg.size, task=task, known_target=cfg.known_precision)
+    free = not phases and isinstance(learn.model[1][-1], CosineClassifier)  # a head of class means, nothing trained
+    means_of_all = free and own_split(cfg, found)  # ... which will hold every labelled photo (below)
+    held = range(len(found.items)) if means_of_all else split_rows(dls, found)[0] if free else []
+    left_out = left_out_logits(learn, feats, found, held, groups) if free else None  # the known line, out of sample
+    fitted = ood.fit(learn, cfg.size, task=task, known_target=cfg.known_precision, left_out=left_out)
     summary = report(
         learn,
         out,
@@ -229,7 +237,7 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
         trained=trains,
     )
     summary.update(exported_epoch=epoch + 1, history=state.history, valid_hits=state.correct)
-    if not phases and isinstance(learn.model[1][-1], CosineClassifier) and own_split(cfg, found):
+    if means_of_all:
         imprint_all(learn, feats, found)
         summary["exported_means"] = "all labelled photos (training and validation); figures from the split"
         log.info(

@@ -20,8 +20,10 @@ pet is an everyday photo, not a strange one.
 Is it clearly one class? Known when the top class's calibrated probability is at least `known_min_prob`;
 otherwise unsure, naming the classes it is torn between (and for Pets breed models the species, its breeds'
 probabilities added up). `known_min_prob` is fitted at export (`fit_known`): the lowest bar at which the known
-answers on the validation photos and their degraded views are right `known_target` of the time, every class
-weighing the same. Exports made before it was fitted keep their fixed 0.5.
+answers are right `known_target` of the time, every class weighing the same, on photos the model did not learn
+from: for a training-free export every labelled photo, scored against class means without it (`LEFT_OUT`: a class
+of five photos gives five rows, where its validation photos give one); for a trained one, the validation photos
+and their degraded views. Exports made before it was fitted keep their fixed 0.5.
 
 NumPy only: both serving backends (torch and ONNX Runtime) and the export's fitting score photos with these same
 functions.
@@ -54,6 +56,7 @@ VIEW_WORDS = {  # the views ood.fit scores each validation photo as (HARD_VIEWS)
     "a third of the resolution": "at a third of its resolution",
     "grayscale": "in grayscale",
 }
+VALIDATION, LEFT_OUT = "validation", "left out"  # which photos the known/unsure line is fitted on (`fit_known`)
 MEANS_KEY = "ood.class_means"  # the features gate's class means, also in model.safetensors
 DOG_CLASSES = range(151, 269)  # ImageNet-1k: Chihuahua .. Mexican hairless
 CAT_CLASSES = range(281, 286)  # ImageNet-1k: tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -103,15 +106,18 @@ def balanced_quantile(scores: np.ndarray, groups: Sequence[int], q: float) -> fl
     return float(s[order][i])
 
 
-def fit_known(probs: np.ndarray, targets: Sequence[int], target: float = KNOWN_TARGET) -> dict[str, Any]:
-    """The known/unsure line from calibrated probabilities of labelled photos (rows) and their classes.
+def fit_known(
+    probs: np.ndarray, targets: Sequence[int], target: float = KNOWN_TARGET, fitted_on: str = VALIDATION
+) -> dict[str, Any]:
+    """The known/unsure line from calibrated probabilities of labelled photos (rows) and their classes; `fitted_on`
+    says which photos they are (`known_rows` puts it in words).
 
     Rank the rows by their top probability; the bar takes the most rows whose answers are right at least `target` of
     the time, every class weighing the same (a row weighs 1 / its class's rows), so a big class cannot buy the
     precision of the small ones; it lies halfway between the last row taken and the first left out (all taken:
     `KNOWN_MIN_PROB`). Where no bar reaches the target, the most precise one is taken. Never below
-    `KNOWN_MIN_PROB`. Returns the bar, the target, and the precision and coverage it had on these rows (optimistic:
-    the bar was fitted on them; benchmarks/accuracy.py measures both out of fold)."""
+    `KNOWN_MIN_PROB`. Returns the bar, the target, the rows, and the precision and coverage the bar had on them
+    (optimistic: it was fitted on them; benchmarks/accuracy.py measures both out of fold)."""
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(list(targets), dtype=np.int64)
     top, hit = p.max(1), (p.argmax(1) == y).astype(np.float64)
@@ -127,6 +133,8 @@ def fit_known(probs: np.ndarray, targets: Sequence[int], target: float = KNOWN_T
     return dict(
         known_min_prob=max(float(bar), KNOWN_MIN_PROB),
         known_target=target,
+        known_fitted_on=fitted_on,
+        n_known_fit=len(y),
         valid_known_precision=float(precision[i]),
         valid_known_coverage=float(coverage[i]),
     )
@@ -197,6 +205,15 @@ def when_unknown(rule: Rule, note: str = "") -> str:
     elif rule.keep is not None:
         how += f", fitted to let {rule.keep:.0%} of the validation photos through"
     return f"{GATES.get(rule.gate, f'its {rule.gate} score is above the threshold')} ({how}{note})"
+
+
+def known_rows(rule: Rule) -> str:
+    "Which photos the known/unsure line was fitted on, in the words the model card and the training summary share."
+    if rule.known_fitted_on == LEFT_OUT:
+        n = f"{rule.n_known_fit} " if rule.n_known_fit is not None else ""
+        return f"the {n}labelled photos the class means hold, each scored against the means without it and its copies"
+    degraded = [VIEW_WORDS.get(v, v) for v in rule.views[1:]]
+    return "the validation photos" + (f", each also {' and '.join(degraded)}" if degraded else "")
 
 
 def unknown_text(pets: bool) -> str:

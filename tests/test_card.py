@@ -238,12 +238,18 @@ def test_export_from_before_the_verdict_entry_describes_its_ood_threshold():
         (
             {"known_min_prob": 0.62, "known_target": 0.95},  # as verdict.fit_known writes it
             "when no class reaches 62% of the calibrated probability, it says it is unsure and names the closest "
-            "classes (for breeds: cat or dog, breed unsure). `known_min_prob` 0.62: fitted on the validation photos "
-            "for a target precision of 95%.",
+            "classes (for breeds: cat or dog, breed unsure). `known_min_prob` 0.62: fitted for a target precision of "
+            "95% on the validation photos, each also at a third of its resolution and in grayscale.",
+        ),
+        (
+            {"known_min_prob": 0.9, "known_target": 0.97, "known_fitted_on": "left out", "n_known_fit": 755},
+            "`known_min_prob` 0.90: fitted for a target precision of 97% on the 755 labelled photos the class means "
+            "hold, each scored against the means without it and its copies.",
         ),
         (
             {"known_min_prob": 0.62, "known_target": 0.95, "valid_known_precision": 0.96, "valid_known_coverage": 0.8},
-            "target precision of 95%; there, 96% of its known answers were right and 80% of the photos got one",
+            "target precision of 95% on the validation photos, each also at a third of its resolution and in "
+            "grayscale; there, 96% of its known answers were right and 80% of the photos got one",
         ),
     ],
 )

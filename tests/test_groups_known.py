@@ -79,6 +79,30 @@ def test_fit_known_never_goes_below_half_and_takes_the_most_precise_bar_when_non
     assert entry["known_min_prob"] == pytest.approx(0.85) and entry["valid_known_precision"] == 1.0
 
 
+def test_left_out_similarities_are_the_class_means_without_the_photo_and_its_copies():
+    from catdog_fastai.prototypes import class_means, left_out_similarities, similarities
+
+    torch.manual_seed(0)
+    n, k = 12, 3
+    feats = torch.randn(2 * n, 8)  # 12 photos, then their mirror images
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2])
+    y[-2:] = 1  # class 2 keeps one photo: nothing is left to score it against
+    groups = np.arange(n)
+    groups[1] = groups[0]  # photos 0 and 1 are copies of one another
+    sims, kept = left_out_similarities(feats, y, k, groups)
+    assert kept.tolist() == list(range(n - 3)) + [n - 2, n - 1]  # all but photo 9, alone in class 2
+    for row, i in enumerate(kept.tolist()):
+        out = {i, 1 - i} if i in (0, 1) else {i}  # the photo, and its copy
+        rest = [j for j in range(n) if j not in out]
+        means = class_means(feats[rest + [j + n for j in rest]], torch.cat([y[rest], y[rest]]), k)
+        want = similarities(feats[i : i + 1], means)[0]
+        assert torch.allclose(sims[row, y[i]], want[y[i]], atol=1e-6)  # its own class: without it
+        other = [c for c in range(k) if c != y[i] and (y[rest] == c).any()]
+        full = similarities(feats[i : i + 1], class_means(feats, torch.cat([y, y]), k))[0]
+        assert torch.allclose(sims[row, other], full[other], atol=1e-6)  # the others: every photo
+    assert not torch.allclose(sims[0, 0], left_out_similarities(feats, y, k)[0][0, 0])  # the copy counts
+
+
 def test_unsure_names_what_the_model_is_torn_between():
     p = Prediction([("beagle", 0.41), ("basset_hound", 0.30)], species=[("dog", 0.95), ("cat", 0.05)])
     p.verdict = verdict.UNSURE
@@ -118,6 +142,9 @@ def test_training_free_export_puts_every_labelled_photo_in_the_class_means(pets_
     cos = torch.nn.functional.cosine_similarity(head.weight.detach().float(), every, dim=1)
     assert torch.allclose(cos, torch.ones_like(cos), atol=1e-4)  # each row: the mean of all of its class's photos
     assert meta.verdict.known_target == 0.97 and meta.verdict.known_min_prob >= verdict.KNOWN_MIN_PROB
+    # the known line: fitted on every labelled photo, each left out of its class mean, not the validation photos
+    assert meta.verdict.known_fitted_on == verdict.LEFT_OUT
+    assert summary["n_valid"] < meta.verdict.n_known_fit <= len(photos)
 
 
 def test_a_split_the_data_brings_stays_out_of_the_class_means(tmp_path):
@@ -129,3 +156,14 @@ def test_a_split_the_data_brings_stays_out_of_the_class_means(tmp_path):
     cfg = tiny_cfg(tmp_path / "out", data=str(root), task="breeds", epochs=0, freeze_epochs=0, pkl=False, **SMALL)
     summary = train_model(cfg)
     assert "exported_means" not in summary  # train/ and valid/ may be someone's test set: not learnt from
+    from catdog_fastai.meta import read_meta
+
+    rule = read_meta(tmp_path / "out").verdict
+    assert rule.known_fitted_on == verdict.LEFT_OUT and rule.n_known_fit <= len(list((root / "train").iterdir()))
+
+
+def test_a_trained_export_fits_the_known_line_on_its_validation_photos_and_their_views(breeds_model):
+    from catdog_fastai.meta import read_meta
+
+    rule = read_meta(breeds_model).verdict
+    assert rule.known_fitted_on == verdict.VALIDATION and rule.n_known_fit == rule.n_valid  # photos x views
