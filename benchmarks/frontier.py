@@ -12,6 +12,9 @@ size) it measures, on the same folds:
   features) stay in one fold, so a copy of a held-out photo never sits in its class mean. Balanced breed accuracy
   (every breed weighs the same) beside plain accuracy, cat/dog from the summed species probability, and the same on
   degraded copies (`views.ACCURACY_VIEWS`);
+- the most that a known/unsure line on the top probability could cover with 97 % of its known answers right (every
+  breed weighing the same), chosen in hindsight on the held-out photos (`known_ceiling`): no line fitted on other
+  photos does better, so it says whether a target precision and coverage fit the point at all;
 - with `--times`: the wall time of the README command for the point (`free`: training-free; `tuned`: the default
   1 + 4 epochs), all points run in turn so machine noise hits them alike, and the time per photo served by ONNX
   Runtime from that export (`load_predictor(..., backend="onnxruntime")`, one photo at a time).
@@ -38,6 +41,7 @@ from accuracy import mean_se, score_probs
 from folds import group_folds
 from views import ACCURACY_VIEWS, DEGRADATIONS
 
+from catdog_fastai import verdict
 from catdog_fastai.duplicates import near_duplicate_groups
 from catdog_fastai.images import open_image
 from catdog_fastai.labels import breed
@@ -89,12 +93,16 @@ def point_features(arch: str, size: int, weights: Path, photos: list[Path], cach
     return feats
 
 
-def training_free_cv(feats: dict[str, torch.Tensor], files: list[str], fold: np.ndarray) -> list[dict[str, float]]:
-    "One row of scores per fold: class means of the other folds' photos and their mirror images, held-out views."
+def training_free_cv(
+    feats: dict[str, torch.Tensor], files: list[str], fold: np.ndarray
+) -> tuple[list[dict[str, float]], torch.Tensor]:
+    """One row of scores per fold: class means of the other folds' photos and their mirror images, held-out views;
+    and every photo's class probabilities from the fold that held it out (as they are)."""
     labels = [breed(f) for f in files]
     vocab = sorted(set(labels))
     y = torch.tensor([vocab.index(v) for v in labels])
     rows = []
+    held_out = torch.zeros(len(files), len(vocab))
     for f in range(int(fold.max()) + 1):
         train, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         tr = torch.from_numpy(train)
@@ -103,11 +111,33 @@ def training_free_cv(feats: dict[str, torch.Tensor], files: list[str], fold: np.
         row: dict[str, float] = {"fold": f, "n_held": len(held)}
         for view in ("clean", *ACCURACY_VIEWS):
             probs = (SCALE * similarities(feats[view][torch.from_numpy(held)], means)).float().softmax(1)
+            if view == "clean":
+                held_out[torch.from_numpy(held)] = probs
             for k, v in score_probs(held_files, vocab, probs, "breeds").items():
                 row[k if view == "clean" else f"{k}@{view}"] = v
         row["breeds_bal@degraded_mean"] = statistics.mean(row[f"breeds_bal@{v}"] for v in ACCURACY_VIEWS)
         rows.append(row)
-    return rows
+    return rows, held_out
+
+
+def known_ceiling(probs: torch.Tensor, files: list[str], target: float = 0.97) -> dict[str, float]:
+    """The most a known/unsure line on the top probability could cover at `target` precision, every breed weighing
+    the same: `verdict.fit_known` run in hindsight on the held-out photos themselves (no fitted line does better on
+    them); and the precision of the most confident 75 %."""
+    labels = [breed(f) for f in files]
+    y = [sorted(set(labels)).index(v) for v in labels]
+    top, hit = probs.max(1).values.numpy(), (probs.argmax(1).numpy() == np.array(y))
+    w = 1 / np.bincount(y)[y]
+    order = np.argsort(-top, kind="stable")
+    covered = np.cumsum(w[order]) / w.sum()
+    at75 = int(np.searchsorted(covered, 0.75))
+    best = verdict.fit_known(probs.numpy(), y, target)
+    return dict(
+        target=target,
+        coverage=best["valid_known_coverage"],
+        precision=best["valid_known_precision"],
+        precision_at_75=float((w * hit)[order][: at75 + 1].sum() / w[order][: at75 + 1].sum()),
+    )
 
 
 README_RECIPES = {"free": ["--epochs", "0", "--freeze-epochs", "0"], "tuned": ["--epochs", "4", "--freeze-epochs", "1"]}
@@ -238,9 +268,9 @@ def main() -> None:
     )
     base_rows = None
     for arch, size in points:
-        rows = training_free_cv(feats[(arch, size)], files, fold)
+        rows, held_out = training_free_cv(feats[(arch, size)], files, fold)
         name = f"{arch}@{size}"
-        entry: dict = {"folds": rows, "gflops": gflops(arch, size)}
+        entry: dict = {"folds": rows, "gflops": gflops(arch, size), "known_ceiling": known_ceiling(held_out, files)}
         for k in keys:
             entry[f"free_{k}"] = mean_se([r[k] for r in rows])
         if base_rows is None:
@@ -258,7 +288,8 @@ def main() -> None:
         print(
             f"{name:28} training-free: breeds_bal {m_:.3f} +/- {se:.3f}  "
             f"cat/dog {entry['free_catdog_sum_bal'][0]:.3f}  "
-            f"degraded {entry['free_breeds_bal@degraded_mean'][0]:.3f}  {entry['gflops']:.2f} GFLOPs/photo",
+            f"degraded {entry['free_breeds_bal@degraded_mean'][0]:.3f}  {entry['gflops']:.2f} GFLOPs/photo  "
+            f"97 %-right known answers could cover at most {entry['known_ceiling']['coverage']:.3f}",
             flush=True,
         )
     out_path = bench.results_path("frontier", m, args.json)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import bench
 import pytest
+import torch
 from conftest import PETS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -225,3 +226,44 @@ def test_install_size_follows_requirements(tmp_path):
     assert (
         0 < r["onnxruntime"]["total_mb"] < r["torch"]["total_mb"] and "torch" not in r["onnxruntime"]["distributions"]
     )
+
+
+def test_frontier_known_ceiling_is_the_best_line_in_hindsight():
+    "The most a line could cover at 97 %: with the two least confident of 20 photos wrong, 90 %; a wrong top: none."
+    from frontier import known_ceiling
+
+    files = [f"Abyssinian_{i}.jpg" for i in range(10)] + [f"beagle_{i}.jpg" for i in range(10)]
+    y = torch.tensor([0] * 10 + [1] * 10)
+    conf = torch.linspace(0.99, 0.6, 20)[torch.tensor([2 * i for i in range(10)] + [2 * i + 1 for i in range(10)])]
+    top = y.clone()
+    top[conf.argsort()[:2]] = 1 - top[conf.argsort()[:2]]  # the two least confident name the other breed
+    probs = torch.zeros(20, 2)
+    probs[torch.arange(20), top] = conf
+    probs[torch.arange(20), 1 - top] = 1 - conf
+    c = known_ceiling(probs, files)
+    assert c["coverage"] == pytest.approx(0.9) and c["precision"] == 1.0 and c["precision_at_75"] == 1.0
+    wrong_top = conf.argmax()
+    probs[wrong_top] = probs[wrong_top].flip(0)
+    assert known_ceiling(probs, files)["precision"] < 0.97  # 17 of the top 18: no line reaches the target
+
+
+def test_accuracy_known_stats_weigh_every_breed_the_same_per_view():
+    "Known answers' precision and coverage, as the photos are and per degraded view, a breed of 1 photo as heavy as 3."
+    from accuracy import known_stats
+
+    files = ["Abyssinian_1.jpg", "Abyssinian_2.jpg", "Abyssinian_3.jpg", "beagle_1.jpg"]
+    right = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])  # the third photo is wrong
+    r = dict(
+        task="breeds",
+        files=files,
+        vocab=["Abyssinian", "beagle"],
+        views={"clean": right, "long96": right.flip(1)},  # at 96 px every answer flips
+        verdicts={
+            "clean": [("known", 0), ("known", 0), ("known", 0), ("unsure", 0)],
+            "long96": [("known", 0), ("unsure", 0), ("unsure", 0), ("known", 0)],
+        },
+    )
+    s = known_stats(r, [f.split("_")[0] for f in files])
+    assert s["known_precision_bal"] == pytest.approx(2 / 3) and s["known_coverage_bal"] == pytest.approx(0.5)
+    assert s["known_precision_bal@long96"] == pytest.approx(0.0)  # both known answers at 96 px are wrong
+    assert s["known_coverage_bal@long96"] == pytest.approx((1 / 3 + 1) / 2)
