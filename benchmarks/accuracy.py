@@ -136,28 +136,28 @@ def verdict_stats(r: dict) -> dict[str, float]:
     return out
 
 
-def known_rows(r: dict) -> list[tuple[float, bool, str, str]]:
-    "(top probability, right?, breed, verdict) of every held-out photo as it is: the risk-coverage curve's rows."
-    p = r["views"]["clean"]
+def known_rows(r: dict, view: str = "clean") -> list[tuple[float, bool, str, str]]:
+    """(top probability, right?, breed, verdict) of every held-out photo as it is (or as `view`): the risk-coverage
+    curve's rows."""
+    p = r["views"][view]
     top, idx = p.max(1)
     truth = [breed(f) if r["task"] == "breeds" else ("cat" if breed_is_cat(breed(f)) else "dog") for f in r["files"]]
     return [
         (float(t), r["vocab"][int(i)] == y, breed(f), v)
-        for t, i, y, f, (v, _) in zip(top, idx, truth, r["files"], r["verdicts"]["clean"])
+        for t, i, y, f, (v, _) in zip(top, idx, truth, r["files"], r["verdicts"][view])
     ]
 
 
 def known_stats(r: dict, groups: list[str]) -> dict[str, float]:
     """The known answers out of fold, every breed weighing the same: how often they are right and what share of the
-    held-out photos (as they are, and per degraded view) get one; and species accuracy where a species is said."""
-    rows = known_rows(r)
+    held-out photos get one, as they are and per degraded view."""
     w = {g: 1 / groups.count(g) for g in set(groups)}
-    known = [(hit, w[b]) for _, hit, b, v in rows if v == "known"]
-    out = {"known_precision_bal": sum(h * x for h, x in known) / max(1e-12, sum(x for _, x in known))}
-    out["known_coverage_bal"] = sum(x for _, x in known) / len(w)
-    for view, vs in r["verdicts"].items():
-        if view in DEGRADATIONS and view in ACCURACY_VIEWS:
-            out[f"known_coverage_bal@{view}"] = sum(w[b] for b, (v, _) in zip(groups, vs) if v == "known") / len(w)
+    out = {}
+    for view in ("clean", *(v for v in r["verdicts"] if v in DEGRADATIONS and v in ACCURACY_VIEWS)):
+        known = [(hit, w[b]) for _, hit, b, v in known_rows(r, view) if v == "known"]
+        at = "" if view == "clean" else f"@{view}"
+        out[f"known_precision_bal{at}"] = sum(h * x for h, x in known) / max(1e-12, sum(x for _, x in known))
+        out[f"known_coverage_bal{at}"] = sum(x for _, x in known) / len(w)
     return out
 
 
