@@ -153,7 +153,8 @@ def known_stats(r: dict, groups: list[str]) -> dict[str, float]:
     held-out photos get one, as they are and per degraded view."""
     w = {g: 1 / groups.count(g) for g in set(groups)}
     out = {}
-    for view in ("clean", *(v for v in r["verdicts"] if v in DEGRADATIONS and v in ACCURACY_VIEWS)):
+    degraded = [v for v in r["verdicts"] if v in DEGRADATIONS and v in ACCURACY_VIEWS and v in r["views"]]
+    for view in ("clean", *degraded):
         known = [(hit, w[b]) for _, hit, b, v in known_rows(r, view) if v == "known"]
         at = "" if view == "clean" else f"@{view}"
         out[f"known_precision_bal{at}"] = sum(h * x for h, x in known) / max(1e-12, sum(x for _, x in known))

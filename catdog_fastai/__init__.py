@@ -16,7 +16,7 @@ from .images import ImageError, open_image
 from .labels import breed, cat_or_dog, is_cat
 from .predict import Prediction, Predictor, UnsafeModelError, load_predictor
 
-__version__ = "0.8.0"
+__version__ = "0.8.1"
 
 _LAZY = {  # name -> module: these import fastai
     "get_dls": "data",

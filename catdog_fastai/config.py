@@ -156,9 +156,10 @@ class TrainConfig:
     known_precision: float = _f(
         0.97,
         "share of unhedged ('known') answers that must be right: the known/unsure line is fitted at export so that "
-        "the validation photos answered without hedging (with their low-resolution and grayscale views, every class "
-        "weighing the same) are right this often; the rest are answered as unsure, naming what the model is torn "
-        "between. On held-out Pets photos 0.97 keeps 60 %% known, 98.5 %% of them right (BENCHMARKS.md §2)",
+        "known answers are right this often, every class weighing the same: training-free, on every labelled photo "
+        "left out of its class mean; fine-tuned, on the validation photos and their low-resolution and grayscale "
+        "views. The rest are answered as unsure, naming what the model is torn between. On held-out Pets photos "
+        "0.97 keeps 60 %% known, 98.4 %% of them right (BENCHMARKS.md §2)",
         "train",
     )
     # output
