@@ -124,9 +124,11 @@ def _summary_lines(summary: dict[str, Any], rule: Rule | None, most: list, out: 
             f"temperature {cal['temperature']:.3f}"
         )
     if rule:
-        unsure = f"; unsure when no class reaches {rule.known_min_prob:.0%}" if rule.known_min_prob is not None else ""
-        if rule.known_min_prob is not None and rule.known_target is not None:
-            unsure += f" (fitted for {rule.known_target:.0%} of known answers right on {known_rows(rule)})"
+        unsure = ""
+        if rule.known_min_prob is not None:
+            unsure = f"; unsure when no class reaches {rule.known_min_prob:.0%}"
+            if rule.known_target is not None:
+                unsure += f" (fitted for {rule.known_target:.0%} of known answers right on {known_rows(rule)})"
         lines.append(f"answers: unknown when {when_unknown(rule)}{unsure}")
     per_class, counts, few = summary["per_class"], summary["n_valid_per_class"], summary["few_valid_classes"]
     if few:

@@ -65,7 +65,7 @@ class Rule(Entry):
     keep: float | None = None
     known_min_prob: float | None = None
     known_target: float | None = None
-    known_fitted_on: str | None = None  # verdict.FITTED_ON's key; None (0.7, 0.8): the validation photos and views
+    known_fitted_on: str | None = None  # verdict.LEFT_OUT or VALIDATION; None (0.7, 0.8): validation photos, views
     n_known_fit: int | None = None  # the rows the bar was fitted on
     valid_known_precision: float | None = None  # the fitted bar's precision and coverage on those rows
     valid_known_coverage: float | None = None

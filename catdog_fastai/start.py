@@ -74,11 +74,9 @@ def left_out_logits(
     those photos. The known/unsure line is fitted on them (`ood.fit`): every photo the exported class means hold,
     scored out of sample, instead of the validation photos alone, which hold one photo of a class of five."""
     vocab, y = _targets(learn, found)
-    n = len(y)
     rows = list(rows)
-    pairs = torch.cat([feats[rows], feats[[i + n for i in rows]]])  # a photo and its mirror image, as the means hold
     dup = groups[rows] if groups is not None else None
-    sims, kept = prototypes.left_out_similarities(pairs, y[rows], len(vocab), dup)
+    sims, kept = prototypes.left_out_similarities(_with_mirrors(feats, rows), y[rows], len(vocab), dup)
     return float(learn.model[1][-1].scale) * sims.float(), y[rows][kept]
 
 
@@ -90,10 +88,15 @@ def _targets(learn: Learner, found: Found) -> tuple[list[str], torch.Tensor]:
 
 
 def _class_means(feats: torch.Tensor, y: torch.Tensor, rows: Sequence[int], n_classes: int) -> torch.Tensor:
-    "Class means of the photos in `rows` and of their mirror images (the second half of `starting_features`)."
+    "Class means of the photos in `rows` and of their mirror images."
     rows = list(rows)
-    n = len(y)
-    return prototypes.class_means(feats[torch.tensor([*rows, *(i + n for i in rows)])], y[rows * 2], n_classes)
+    return prototypes.class_means(_with_mirrors(feats, rows), y[rows * 2], n_classes)
+
+
+def _with_mirrors(feats: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    "The features of the photos in `rows`, then of their mirror images (the second half of `starting_features`)."
+    n = len(feats) // 2
+    return feats[torch.tensor([*rows, *(i + n for i in rows)], dtype=torch.long)]
 
 
 def own_split(cfg: TrainConfig, found: Found) -> bool:

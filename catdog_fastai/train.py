@@ -224,8 +224,10 @@ def train_model(cfg: TrainConfig, cbs: list[Callback] | None = None) -> dict[str
     task = model_task(cfg.task, found.layout)
     free = not phases and isinstance(learn.model[1][-1], CosineClassifier)  # a head of class means, nothing trained
     means_of_all = free and own_split(cfg, found)  # ... which will hold every labelled photo (below)
-    held = range(len(found.items)) if means_of_all else split_rows(dls, found)[0] if free else []
-    left_out = left_out_logits(learn, feats, found, held, groups) if free else None  # the known line, out of sample
+    left_out = None
+    if free:  # the known line, fitted out of sample on every photo the class means will hold
+        held = range(len(found.items)) if means_of_all else split_rows(dls, found)[0]
+        left_out = left_out_logits(learn, feats, found, held, groups)
     fitted = ood.fit(learn, cfg.size, task=task, known_target=cfg.known_precision, left_out=left_out)
     summary = report(
         learn,

@@ -195,11 +195,10 @@ def when_unknown(rule: Rule, note: str = "") -> str:
     summary share: "<the gate's condition> (threshold 0.4138, fitted on the validation photos, each also ...)";
     `note` ends the parenthesis."""
     how = f"threshold {rule.threshold:.4f}"
-    degraded = [VIEW_WORDS.get(v, v) for v in rule.views[1:]]  # the first view is the photo as it is
-    if rule.keep is not None and degraded:
+    if rule.keep is not None and rule.views[1:]:
         views = f", {rule.n_valid} views in all" if rule.n_valid is not None else ""
         how += (
-            f", fitted on the validation photos, each also {' and '.join(degraded)}{views}, to let {rule.keep:.0%} "
+            f", fitted on the validation photos{_each_also(rule)}{views}, to let {rule.keep:.0%} "
             "through with every class weighing the same"
         )
     elif rule.keep is not None:
@@ -212,8 +211,13 @@ def known_rows(rule: Rule) -> str:
     if rule.known_fitted_on == LEFT_OUT:
         n = f"{rule.n_known_fit} " if rule.n_known_fit is not None else ""
         return f"the {n}labelled photos the class means hold, each scored against the means without it and its copies"
-    degraded = [VIEW_WORDS.get(v, v) for v in rule.views[1:]]
-    return "the validation photos" + (f", each also {' and '.join(degraded)}" if degraded else "")
+    return f"the validation photos{_each_also(rule)}"
+
+
+def _each_also(rule: Rule) -> str:
+    "', each also at a third of its resolution and in grayscale': the degraded views the rule's photos were seen as."
+    degraded = [VIEW_WORDS.get(v, v) for v in rule.views[1:]]  # the first view is the photo as it is
+    return f", each also {' and '.join(degraded)}" if degraded else ""
 
 
 def unknown_text(pets: bool) -> str:
