@@ -37,7 +37,7 @@ from pathlib import Path
 import bench
 import numpy as np
 import torch
-from accuracy import mean_se, score_probs
+from accuracy import mean_se, risk_coverage, score_probs
 from folds import group_folds
 from views import ACCURACY_VIEWS, DEGRADATIONS
 
@@ -126,17 +126,14 @@ def known_ceiling(probs: torch.Tensor, files: list[str], target: float = 0.97) -
     them); and the precision of the most confident 75 %."""
     labels = [breed(f) for f in files]
     y = [sorted(set(labels)).index(v) for v in labels]
-    top, hit = probs.max(1).values.numpy(), (probs.argmax(1).numpy() == np.array(y))
-    w = 1 / np.bincount(y)[y]
-    order = np.argsort(-top, kind="stable")
-    covered = np.cumsum(w[order]) / w.sum()
-    at75 = int(np.searchsorted(covered, 0.75))
+    top, hit = probs.max(1).values.tolist(), (probs.argmax(1).numpy() == np.array(y)).tolist()
+    covered, right = risk_coverage([[t, h, b, None] for t, h, b in zip(top, hit, labels)])
     best = verdict.fit_known(probs.numpy(), y, target)
     return dict(
         target=target,
         coverage=best["valid_known_coverage"],
         precision=best["valid_known_precision"],
-        precision_at_75=float((w * hit)[order][: at75 + 1].sum() / w[order][: at75 + 1].sum()),
+        precision_at_75=right[int(np.searchsorted(covered, 0.75))],
     )
 
 
