@@ -209,8 +209,8 @@ def when_unknown(rule: Rule, note: str = "") -> str:
 def known_rows(rule: Rule) -> str:
     "Which photos the known/unsure line was fitted on, in the words the model card and the training summary share."
     if rule.known_fitted_on == LEFT_OUT:
-        n = f"{rule.n_known_fit} " if rule.n_known_fit is not None else ""
-        return f"the {n}labelled photos the class means hold, each scored against the means without it and its copies"
+        n = rule.n_known_fit if rule.n_known_fit is not None else "the"  # a class of one photo and its copies: none
+        return f"{n} labelled photos the class means hold, each scored against the means without it and its copies"
     return f"the validation photos{_each_also(rule)}"
 
 

@@ -243,7 +243,7 @@ def test_export_from_before_the_verdict_entry_describes_its_ood_threshold():
         ),
         (
             {"known_min_prob": 0.9, "known_target": 0.97, "known_fitted_on": "left out", "n_known_fit": 755},
-            "`known_min_prob` 0.90: fitted for a target precision of 97% on the 755 labelled photos the class means "
+            "`known_min_prob` 0.90: fitted for a target precision of 97% on 755 labelled photos the class means "
             "hold, each scored against the means without it and its copies.",
         ),
         (
